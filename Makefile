@@ -1,0 +1,97 @@
+# Two commands on a fresh Debian 12 machine, as root:
+#   make demo   installs what is missing, brings the lab up and runs the window against it
+#   make test   lint, type checks, syntax checks, unit, integration and molecule tests
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= /usr/bin/python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+APT_PACKAGES := podman runc debootstrap uidmap
+export PATH := $(BIN):$(PATH)
+export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
+export ANSIBLE_HOME := $(CURDIR)/.ansible
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
+export MW_REPO_DIR := $(CURDIR)
+
+# Ordered stages of `make test`; each is also a target of its own.
+STAGES := lint-yaml lint-ansible lint-python typecheck syntax unit lab integration molecule
+
+.PHONY: help deps venv demo lab lab-down test $(STAGES)
+
+help:
+	@echo "make demo   bring the lab up and run the maintenance window against it"
+	@echo "make test   run every check: $(STAGES)"
+	@echo "make lab / make lab-down   start or remove the built-in lab only"
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  [ "$$(id -u)" = 0 ] || { echo "error: root is needed to apt-get install$$missing" >&2; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@test -x $(PYTHON) || { echo "error: $(PYTHON) not found; install python3 and python3-venv" >&2; exit 1; }
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+lab: deps venv
+	$(BIN)/mwctl lab up
+
+lab-down: venv
+	$(BIN)/mwctl lab down
+
+demo: lab
+	@echo "The window's phase playbooks are not written yet: the demo stops after bringing the lab up."
+	$(BIN)/mwctl lab status
+
+test: deps venv
+	@mkdir -p .cache; : > .cache/stage-times; failed=0; \
+	for stage in $(STAGES); do \
+	  start=$$(date +%s); \
+	  if $(MAKE) --no-print-directory $$stage; then result=passed; else result=FAILED; failed=1; fi; \
+	  printf '%-14s %-7s %5ss\n' $$stage $$result $$(( $$(date +%s) - start )) >> .cache/stage-times; \
+	done; \
+	echo; echo "stage          result   time"; cat .cache/stage-times; exit $$failed
+
+lint-yaml: venv
+	$(BIN)/yamllint --strict .
+
+lint-ansible: venv
+	$(BIN)/ansible-lint --profile production
+
+lint-python: venv
+	$(BIN)/ruff check src tests roles
+	$(BIN)/ruff format --check src tests roles
+
+typecheck: venv
+	$(BIN)/mypy src
+
+syntax: venv
+	@for pb in maintenance.yml rollback.yml playbooks/*.yml playbooks/lab/*.yml; do \
+	  [ -f "$$pb" ] || continue; \
+	  $(BIN)/ansible-playbook --syntax-check -i inventory/lab/hosts.yml "$$pb" >/dev/null || { echo "syntax error in $$pb" >&2; exit 1; }; \
+	  echo "syntax ok: $$pb"; \
+	done
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: venv
+	$(BIN)/pytest tests/integration
+
+molecule: venv
+	@found=0; \
+	for dir in . roles/*; do \
+	  [ -d "$$dir/molecule" ] || continue; found=1; \
+	  echo "== molecule scenarios in $$dir"; \
+	  (cd "$$dir" && $(BIN)/molecule test --all) || exit 1; \
+	done; \
+	[ $$found = 1 ] || { echo "error: no molecule scenario found" >&2; exit 1; }
