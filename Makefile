@@ -16,9 +16,9 @@ export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
 export MW_REPO_DIR := $(CURDIR)
 
 # Ordered stages of `make test`; each is also a target of its own.
-STAGES := lint-yaml lint-ansible lint-python typecheck syntax unit lab integration molecule
+STAGES := lint-yaml lint-ansible lint-python typecheck syntax unit lab-fresh integration molecule lab-cycle
 
-.PHONY: help deps venv demo lab lab-down test $(STAGES)
+.PHONY: help deps venv demo lab lab-fresh lab-down test $(STAGES)
 
 help:
 	@echo "make demo   bring the lab up and run the maintenance window against it"
@@ -48,9 +48,14 @@ lab: deps venv
 lab-down: venv
 	$(BIN)/mwctl lab down
 
-demo: lab
-	@echo "The window's phase playbooks are not written yet: the demo stops after bringing the lab up."
-	$(BIN)/mwctl lab status
+# The demo and the tests start from a freshly seeded lab, whatever an earlier window
+# (or another world) left in it; the image is kept, so this takes a few minutes.
+demo: lab-fresh
+	$(BIN)/mwctl run -q
+
+lab-fresh: deps venv
+	$(BIN)/mwctl lab down -q
+	$(BIN)/mwctl lab up -q
 
 test: deps venv
 	@mkdir -p .cache; : > .cache/stage-times; failed=0; \
@@ -86,6 +91,9 @@ unit: venv
 
 integration: venv
 	$(BIN)/pytest tests/integration
+
+lab-cycle: venv
+	$(BIN)/pytest tests/lab_cycle
 
 molecule: venv
 	@found=0; \
