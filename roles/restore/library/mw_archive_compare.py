@@ -1,0 +1,1 @@
+../../backup/library/mw_archive_compare.py

@@ -1,0 +1,111 @@
+"""The whole window against the lab: rehearse, run, rerun, roll back, roll back again.
+
+The steps share one lab and run in order; each test checks one property of the sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mwctl.project import Project
+from tests.integration.conftest import REPO, run_playbook_cli
+from tests.integration.lab_state import PROTOCOL_HOSTS, differences, fingerprint, podman_exec
+
+MWCTL = Path(sys.executable).parent / "mwctl"
+RECAP = re.compile(
+    r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
+    re.MULTILINE,
+)
+
+
+def mwctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(MWCTL), *args], cwd=REPO, capture_output=True, text=True, check=False
+    )
+
+
+def changed_hosts(output: str) -> dict[str, int]:
+    """Hosts of a play recap with changed tasks, ignoring the control node's run records."""
+    return {
+        host: int(changed)
+        for host, changed, _, _ in RECAP.findall(output)
+        if int(changed) and host != "localhost"
+    }
+
+
+def run_record(output: str) -> dict[str, object]:
+    match = re.search(r"^report: (.*)/report\.md$", output, re.MULTILINE)
+    assert match, output[-2000:]
+    return json.loads((Path(match.group(1)) / "run.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def pre_window(request: pytest.FixtureRequest) -> dict[str, str]:
+    # The fingerprint is only meaningful once the lab is up and seeded.
+    request.getfixturevalue("lab")
+    return fingerprint()
+
+
+@pytest.mark.usefixtures("lab")
+def test_rehearsal_changes_nothing(pre_window: dict[str, str]) -> None:
+    result = mwctl("rehearse", "-q")
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = run_record(result.stdout)
+    assert record["mode"] == "rehearsal"
+    assert differences(pre_window, fingerprint()) == []
+
+
+@pytest.mark.usefixtures("lab")
+def test_window_runs_every_phase() -> None:
+    result = mwctl("run", "-q")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record = run_record(result.stdout)
+    assert record["outcome"] == "succeeded", record
+    assert [phase["status"] for phase in record["phases"]] == ["successful"] * 5
+
+
+def test_window_renamed_every_script_and_reference(lab: Project) -> None:
+    manifest = (lab.world_dir / "manifest.yml").read_text(encoding="utf-8")
+    targets = re.findall(r"to: (\S+)", manifest)
+    for host in PROTOCOL_HOSTS:
+        listing = podman_exec(host, "ls /opt/project/scripts/validation").split()
+        assert set(targets) <= set(listing), host
+        failing = podman_exec(
+            host,
+            "cd /opt/project && for f in scripts/validation/*.sh; do "
+            "sh $f --self-test >/dev/null 2>&1 || echo $f; done",
+        )
+        assert failing == "", f"{host}: self-tests fail after the window: {failing}"
+    registered = podman_exec(
+        "registry1", "mariadb -N -B -e 'SELECT name FROM script_registry.scripts'"
+    ).split()
+    assert set(targets) <= set(registered)
+
+
+def test_execute_phase_rerun_changes_nothing(lab: Project) -> None:
+    result = run_playbook_cli(lab, "playbooks/execute.yml", "-e", "mw_run_id=rerun-check")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert changed_hosts(result.stdout) == {}
+
+
+def test_rollback_restores_the_pre_window_state(lab: Project, pre_window: dict[str, str]) -> None:
+    result = run_playbook_cli(lab, "rollback.yml")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert differences(pre_window, fingerprint()) == []
+
+
+def test_second_rollback_changes_nothing(lab: Project, pre_window: dict[str, str]) -> None:
+    result = run_playbook_cli(lab, "rollback.yml")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert {
+        h: c
+        for h, c in changed_hosts(result.stdout).items()
+        if h in ("proto1", "proto2", "registry1")
+    } == {}
+    assert differences(pre_window, fingerprint()) == []
