@@ -22,9 +22,9 @@ DOCUMENTATION = r"""
 module: mw_snapshot_manifest
 short_description: Write the JSON manifest of a snapshot archive
 description:
-  - Reads the gzip-compressed tar O(archive) to its end and writes O(manifest) describing it, with the
-    archive's size and SHA-256, each snapshotted path with its file count and bytes, and each
-    member with its type, size and SHA-256 (regular files) or link target (symlinks).
+  - Reads the gzip-compressed tar O(archive) to its end and writes O(manifest) describing it,
+    with the archive's size and SHA-256, each snapshotted path with its file count and bytes,
+    and each member with its type, size and SHA-256 (regular files) or link target (symlinks).
   - Members are named relative to C(/), as the archive provider stores them, so that
     C(tar -C / -xzf ARCHIVE) puts them back.
   - The manifest is written atomically (temporary file and rename) with mode 0600. When a
