@@ -7,15 +7,112 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from mwctl import __version__
+from mwctl.approvals import approve
 from mwctl.errors import MwctlError, UsageError
 from mwctl.lab import LabSpec, lab_down, lab_status, lab_up
+from mwctl.plan import default_manifest, make_plan, render_plan
+from mwctl.policy import load_policy
+from mwctl.progress import Progress, StreamProgress
 from mwctl.project import Project
-from mwctl.report import render_markdown, summary_table
-from mwctl.window import run_window
+from mwctl.report import FORMATS, list_runs, runs_table, status_text, summary_table, write_reports
+from mwctl.schedule import TimeWindow
+from mwctl.window import RunRecord, load_record, resume_window, rollback_run, run_window
 
 log = logging.getLogger("mwctl")
+
+# Outcomes the CLI exits 0 for: the window did its work (follow-up items are listed).
+_GOOD = {"succeeded", "succeeded-with-follow-up", "incomplete"}
+
+
+def _protocols(text: str) -> list[int]:
+    """Parse `18,19` or `18-20` (or a mix) into protocol numbers."""
+    numbers: set[int] = set()
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            low, _, high = part.partition("-")
+            numbers.update(range(int(low), int(high or low) + 1))
+    except ValueError:
+        msg = f"--protocols {text!r} is not a list like 18,19 or 18-20"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not numbers:
+        msg = f"--protocols {text!r} names no protocol"
+        raise argparse.ArgumentTypeError(msg)
+    return sorted(numbers)
+
+
+def _extravar(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        msg = f"-e {text!r} is not KEY=VALUE"
+        raise argparse.ArgumentTypeError(msg)
+    # YAML, as ansible reads `-e`: numbers, lists and booleans keep their type.
+    return key.strip(), yaml.safe_load(value) if value else ""
+
+
+def _window(text: str) -> TimeWindow:
+    try:
+        return TimeWindow.parse(text)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_common(command: argparse.ArgumentParser) -> None:
+    command.add_argument("-q", "--quiet", action="store_true", help="hide the playbook output")
+    command.add_argument(
+        "--take-over-stale-lock",
+        action="store_true",
+        help="take over the lock of a run that is no longer running",
+    )
+    command.add_argument(
+        "-e",
+        "--extra-var",
+        dest="extravars",
+        action="append",
+        type=_extravar,
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra variable for every playbook (secrets are never recorded)",
+    )
+
+
+def _add_window_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's private type
+    for name, text in (
+        ("run", "run the maintenance window, phase by phase"),
+        ("rehearse", "run every phase in check and diff mode; nothing is changed"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument(
+            "-i", "--inventory", type=Path, help="inventory (default: the built-in lab)"
+        )
+        command.add_argument("--manifest", type=Path, help="rename manifest to fingerprint")
+        command.add_argument(
+            "--protocols", type=_protocols, default=[], help="protocols of this window: 18,19"
+        )
+        command.add_argument("--policy", type=Path, help="policy file (default: policy.yml)")
+        command.add_argument(
+            "--window", type=_window, help="START/DURATION, e.g. 2026-12-05T02:00Z/4h or now/90m"
+        )
+        if name == "run":
+            command.add_argument(
+                "--from-rehearsal",
+                metavar="RUN",
+                help="the rehearsal this run repeats; its approvals and fingerprints must match",
+            )
+        _add_common(command)
+
+    resume = commands.add_parser("resume", help="carry on a stopped run from its failed phase")
+    resume.add_argument("run_id", metavar="RUN")
+    resume.add_argument("--policy", type=Path, help="policy file (default: policy.yml)")
+    resume.add_argument("--window", type=_window, help="START/DURATION of the window")
+    _add_common(resume)
+    rollback = commands.add_parser("rollback", help="roll a run back from its backups")
+    rollback.add_argument("run_id", metavar="RUN")
+    _add_common(rollback)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -38,38 +135,94 @@ def _build_parser() -> argparse.ArgumentParser:
     down = lab_commands.add_parser("down", help="remove the lab's containers and world")
     down.add_argument("-q", "--quiet", action="store_true", help="hide the playbook output")
 
-    for name, text in (
-        ("run", "run the maintenance window, phase by phase"),
-        ("rehearse", "run every phase in check and diff mode; nothing is changed"),
-    ):
-        command = commands.add_parser(name, help=text)
-        command.add_argument(
-            "-i", "--inventory", type=Path, help="inventory (default: the built-in lab)"
-        )
-        command.add_argument("-q", "--quiet", action="store_true", help="hide the playbook output")
+    _add_window_commands(commands)
+
+    plan = commands.add_parser("plan", help="show the renames the window would apply, or why not")
+    plan.add_argument("-i", "--inventory", type=Path, help="inventory (default: the built-in lab)")
+    plan.add_argument("--manifest", type=Path, help="rename manifest (default: the inventory's)")
+    plan.add_argument("--protocols", type=_protocols, default=[], help="protocols: 18,19")
+
+    approve_cmd = commands.add_parser("approve", help="approve a rehearsal (or run) to go ahead")
+    approve_cmd.add_argument("run_id", metavar="RUN")
+    approve_cmd.add_argument("--role", required=True, help="the approver's role in the change")
+    approve_cmd.add_argument("--name", required=True, help="the approver's name")
+
+    commands.add_parser("runs", help="list the recorded runs")
+    status = commands.add_parser("status", help="show a run's phases and decisions")
+    status.add_argument("run_id", metavar="RUN")
+    report = commands.add_parser("report", help="write a run's report")
+    report.add_argument("run_id", metavar="RUN")
+    report.add_argument("--format", choices=FORMATS, default="md", help="report format")
     return parser
 
 
-def _window(args: argparse.Namespace, project: Project) -> int:
-    inventory = (args.inventory or project.lab_inventory).resolve()
+def _inventory(args: argparse.Namespace, project: Project) -> Path:
+    inventory: Path = (args.inventory or project.lab_inventory).resolve()
     if not inventory.exists():
         msg = f"inventory {str(inventory)!r} does not exist; pass -i with an inventory path"
         raise UsageError(msg)
-    manifest = project.world_dir / "manifest.yml" if inventory == project.lab_inventory else None
+    return inventory
+
+
+def _progress(args: argparse.Namespace) -> Progress | None:
+    return None if args.quiet else StreamProgress(sys.stderr)
+
+
+def _finish(project: Project, record: RunRecord, good: set[str] = _GOOD) -> int:
+    run_dir = project.runs_dir / record.run_id
+    reports = write_reports(record, run_dir)
+    print(summary_table(record))
+    for item in record.failed_items:
+        print(f"follow-up: {item.phase} {item.host}: {item.task}: {item.msg}")
+    print(f"\n{record.mode} {record.run_id}: {record.outcome}")
+    print(f"report: {reports['md']}")
+    return 0 if record.outcome in good else 1
+
+
+def _run(args: argparse.Namespace, project: Project) -> int:
+    inventory = _inventory(args, project)
+    manifest = args.manifest.resolve() if args.manifest else default_manifest(project, inventory)
     record = run_window(
         project,
         inventory=inventory,
         manifest=manifest,
         check=args.command == "rehearse",
         quiet=args.quiet,
+        policy=load_policy(project, args.policy),
+        window=args.window,
+        protocols=args.protocols,
+        extravars=dict(args.extravars),
+        from_rehearsal=getattr(args, "from_rehearsal", None),
+        take_over_stale_lock=args.take_over_stale_lock,
+        progress=_progress(args),
     )
-    run_dir = project.runs_dir / record.run_id
-    report = run_dir / "report.md"
-    report.write_text(render_markdown(record), encoding="utf-8")
-    print(summary_table(record))
-    print(f"\n{record.mode} {record.run_id}: {record.outcome}")
-    print(f"report: {report}")
-    return 0 if record.outcome in {"succeeded", "incomplete"} else 1
+    return _finish(project, record)
+
+
+def _resume(args: argparse.Namespace, project: Project) -> int:
+    record = resume_window(
+        project,
+        args.run_id,
+        quiet=args.quiet,
+        policy=load_policy(project, args.policy),
+        window=args.window,
+        extravars=dict(args.extravars),
+        take_over_stale_lock=args.take_over_stale_lock,
+        progress=_progress(args),
+    )
+    return _finish(project, record)
+
+
+def _rollback(args: argparse.Namespace, project: Project) -> int:
+    record = rollback_run(
+        project,
+        args.run_id,
+        quiet=args.quiet,
+        extravars=dict(args.extravars),
+        take_over_stale_lock=args.take_over_stale_lock,
+        progress=_progress(args),
+    )
+    return _finish(project, record, {"rolled-back"})
 
 
 def _lab(args: argparse.Namespace, project: Project) -> int:
@@ -93,6 +246,33 @@ def _lab(args: argparse.Namespace, project: Project) -> int:
     return 0 if healthy else 1
 
 
+def _records(args: argparse.Namespace, project: Project) -> int:
+    if args.command == "plan":
+        plan = make_plan(
+            project,
+            _inventory(args, project),
+            manifest=args.manifest.resolve() if args.manifest else None,
+            protocols=args.protocols,
+        )
+        print(render_plan(plan))
+        return 0 if plan.go else 1
+    if args.command == "approve":
+        approval = approve(project.runs_dir / args.run_id, role=args.role, name=args.name)
+        print(f"approved {args.run_id}: {approval.role} {approval.name} at {approval.at}")
+        return 0
+    if args.command == "runs":
+        print(runs_table(list_runs(project)))
+        return 0
+    run_dir = project.runs_dir / args.run_id
+    record = load_record(run_dir)
+    if args.command == "status":
+        print(status_text(record))
+        return 0
+    path = write_reports(record, run_dir, [args.format])[args.format]
+    print(f"report: {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run mwctl with `argv` and return its exit code."""
     args = _build_parser().parse_args(argv)
@@ -101,11 +281,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    handlers = {
+        "lab": _lab,
+        "run": _run,
+        "rehearse": _run,
+        "resume": _resume,
+        "rollback": _rollback,
+    }
     try:
         project = Project.locate()
-        if args.command == "lab":
-            return _lab(args, project)
-        return _window(args, project)
+        return handlers.get(args.command, _records)(args, project)
     except MwctlError as error:
         log.error("%s", error)  # noqa: TRY400 - the message is the report; no traceback for users
         return error.exit_code

@@ -28,3 +28,17 @@ class PlaybookFailedError(MwctlError):
     """A playbook finished with failed or unreachable hosts."""
 
     exit_code = 4
+
+
+class RefusedError(MwctlError):
+    """mwctl refused to start a run: a rule of the plan or the policy forbids it; nothing ran."""
+
+    exit_code = 5
+
+
+class LockHeldError(RefusedError):
+    """Another run holds the control node's lock."""
+
+
+class StaleLockError(RefusedError):
+    """The lock's holder is gone; taking the lock over needs the operator's explicit consent."""

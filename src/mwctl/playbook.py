@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -17,6 +20,20 @@ from mwctl.project import Project
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[dict[str, Any]], bool]
+CancelCallback = Callable[[], bool]
+
+# Events of a task failing on a host. A rescued failure emits the same event, so only the
+# hosts the recap counts as failed or unreachable keep theirs.
+_FAILED_EVENTS = {"runner_on_failed", "runner_on_unreachable"}
+# How often, at most, ansible-runner polls the cancel callback while a playbook is quiet.
+_POLL_SECONDS = 1
+
+# Set in the environment of every playbook process, so that a stopped playbook's workers
+# can be found: ansible puts each worker in a session of its own, out of reach of the
+# process-group kill ansible-runner sends on cancel.
+_MARKER = "MWCTL_PLAYBOOK_IDENT"
+# How long the processes of a stopped playbook get to end after SIGTERM.
+_TERM_GRACE_SECONDS = 10
 
 # ansible-runner's summary keys, per host: how many tasks ended in each way.
 _STAT_KEYS = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
@@ -34,6 +51,30 @@ class HostStats:
 
 
 @dataclass(frozen=True)
+class FailedItem:
+    """One task that failed on one host: what the follow-up work starts from."""
+
+    host: str
+    task: str
+    msg: str
+
+
+def _failed_item(event: Mapping[str, Any]) -> FailedItem | None:
+    if event.get("event") not in _FAILED_EVENTS:
+        return None
+    data = event.get("event_data") or {}
+    if data.get("ignore_errors"):
+        return None
+    result = data.get("res") or {}
+    msg = result.get("msg") or result.get("stderr") or result.get("reason") or ""
+    return FailedItem(
+        host=str(data.get("host", "?")),
+        task=str(data.get("task", "?")),
+        msg=str(msg)[:2000],
+    )
+
+
+@dataclass(frozen=True)
 class PlaybookResult:
     """The outcome of one playbook run, as ansible-runner recorded it."""
 
@@ -45,6 +86,7 @@ class PlaybookResult:
     finished: float
     artifact_dir: Path
     hosts: dict[str, HostStats] = field(default_factory=dict)
+    failed_items: list[FailedItem] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -84,6 +126,42 @@ def _host_stats(stats: Mapping[str, Mapping[str, int]] | None) -> dict[str, Host
     }
 
 
+def _marked_processes(ident: str) -> list[int]:
+    """Pids of the live processes started for the playbook run `ident`."""
+    wanted = f"{_MARKER}={ident}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        if wanted in environ.split(b"\0"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def _signal_all(pids: Sequence[int], signum: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def stop_processes(ident: str) -> list[int]:
+    """End every process of the playbook run `ident`: SIGTERM, then SIGKILL after a grace.
+
+    Returns the pids that were still running when asked to stop.
+    """
+    pids = _marked_processes(ident)
+    _signal_all(pids, signal.SIGTERM)
+    deadline = time.monotonic() + _TERM_GRACE_SECONDS
+    while _marked_processes(ident) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    _signal_all(_marked_processes(ident), signal.SIGKILL)
+    return pids
+
+
 def run_playbook(  # noqa: PLR0913 - each argument maps to one ansible-playbook option
     project: Project,
     playbook: str,
@@ -97,18 +175,38 @@ def run_playbook(  # noqa: PLR0913 - each argument maps to one ansible-playbook 
     tags: Sequence[str] = (),
     quiet: bool = True,
     event_handler: EventHandler | None = None,
+    cancel_callback: CancelCallback | None = None,
 ) -> PlaybookResult:
     """Run `playbook` (relative to the checkout) and return what happened.
 
     Each call gets a fresh ident, because ansible-runner appends to an existing ident's
     events. Environment files are not written into the private directory, so nothing the
-    environment holds ends up in a run's records.
+    environment holds ends up in a run's records. `cancel_callback` is polled at least
+    once a second; when it returns True the playbook is stopped and its status is
+    `canceled`. Failed tasks (neither rescued nor ignored) are kept as `failed_items`.
     """
     ident = f"{Path(playbook).stem}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     cmdline = [flag for flag, wanted in (("--check", check), ("--diff", diff)) if wanted]
     private_dir.mkdir(parents=True, exist_ok=True)
     log.info("running %s (ident %s)", playbook, ident)
     started = time.time()
+    failed: list[FailedItem] = []
+
+    def on_event(event: dict[str, Any]) -> bool:
+        item = _failed_item(event)
+        if item is not None:
+            failed.append(item)
+        return event_handler(event) if event_handler is not None else True
+
+    def on_poll() -> bool:
+        # The playbook's processes are asked to end first, so that a task in flight is
+        # interrupted by a signal ansible handles rather than only by SIGKILL.
+        if cancel_callback is None or not cancel_callback():
+            return False
+        log.warning("stopping %s (ident %s)", playbook, ident)
+        stop_processes(ident)
+        return True
+
     runner = ansible_runner.run(
         private_data_dir=str(private_dir),
         project_dir=str(project.root),
@@ -118,13 +216,21 @@ def run_playbook(  # noqa: PLR0913 - each argument maps to one ansible-playbook 
         cmdline=" ".join(cmdline) or None,
         limit=limit,
         tags=",".join(tags) or None,
-        envvars=project.env(),
+        envvars={**project.env(), _MARKER: ident},
         ident=ident,
         quiet=quiet,
         suppress_env_files=True,
-        event_handler=event_handler,
+        event_handler=on_event,
+        cancel_callback=on_poll,
+        settings={"pexpect_timeout": _POLL_SECONDS},
     )
+    # Nothing of a playbook outlives its run: workers left by a cancel or a crash are ended.
+    leftover = stop_processes(ident)
+    if leftover:
+        log.warning("%s: ended %d leftover processes of ident %s", playbook, len(leftover), ident)
     finished = time.time()
+    hosts = _host_stats(runner.stats)
+    bad = {name for name, s in hosts.items() if s.failed or s.unreachable}
     result = PlaybookResult(
         playbook=playbook,
         ident=ident,
@@ -133,7 +239,8 @@ def run_playbook(  # noqa: PLR0913 - each argument maps to one ansible-playbook 
         started=started,
         finished=finished,
         artifact_dir=Path(runner.config.artifact_dir),
-        hosts=_host_stats(runner.stats),
+        hosts=hosts,
+        failed_items=[item for item in failed if item.host in bad],
     )
     log.info("%s finished: %s rc=%s in %.1fs", playbook, result.status, result.rc, result.duration)
     return result

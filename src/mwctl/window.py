@@ -1,46 +1,132 @@
-"""Run the maintenance window's phases in order and record what each did."""
+"""Run the maintenance window's phases in order, decide as the policy says, record it all."""
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
-import hashlib
 import json
 import logging
 import secrets
 import socket
-import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from mwctl.approvals import load_approvals, missing_roles
+from mwctl.errors import RefusedError, UsageError
+from mwctl.lock import window_lock
 from mwctl.playbook import HostStats, PlaybookResult, run_playbook
+from mwctl.policy import CRITICAL, NO_GO, PARTIAL, Policy, load_policy
+from mwctl.progress import NoProgress, Progress
 from mwctl.project import Project
+from mwctl.provenance import (
+    REDACTED,
+    code_revision,
+    file_sha256,
+    inventory_sha256,
+    redact,
+    scrub,
+    secret_values,
+    worktree_sha256,
+)
+from mwctl.schedule import TimeWindow
+
+__all__ = [
+    "PHASES",
+    "ROLLBACK",
+    "Decision",
+    "Phase",
+    "PhaseFailure",
+    "PhaseRecord",
+    "RollbackRecord",
+    "RunRecord",
+    "code_revision",
+    "file_sha256",
+    "load_record",
+    "new_run_id",
+    "resume_window",
+    "rollback_run",
+    "run_window",
+]
 
 log = logging.getLogger(__name__)
+
+_MINUTE = 60.0
+# Outcomes after which continuing the window forwards makes no sense.
+_FINAL = {"succeeded", "succeeded-with-follow-up", "rolled-back", "rollback-failed"}
 
 
 @dataclass(frozen=True)
 class Phase:
-    """One phase of the plan and the playbook that carries it out."""
+    """One phase of the plan and the playbook that carries it out.
+
+    Attributes:
+        name: short name, used in run.json and in the policy file.
+        playbook: the playbook, relative to the project root.
+        title: the plan's name for the phase.
+        budget_seconds: wall time the plan gives the phase.
+        critical: a failure stops the window and rolls it back; otherwise the failure is
+            partial: the window carries on and reports it as follow-up work.
+        no_go: the phase changes nothing, so a failure means no-go: stop, no rollback.
+    """
 
     name: str
     playbook: str
     title: str
+    budget_seconds: float = 60 * _MINUTE
+    critical: bool = True
+    no_go: bool = False
+
+    @property
+    def on_failure(self) -> str:
+        """What a failure of this phase means: no-go, critical or partial."""
+        if self.no_go:
+            return NO_GO
+        return CRITICAL if self.critical else PARTIAL
 
 
-# The plan's order. A phase whose playbook is not in the checkout is reported as such.
+# The plan's order and durations. A phase whose playbook is not in the checkout is
+# reported as such.
 PHASES = (
-    Phase("preflight", "playbooks/preflight.yml", "Pre-window checks and go/no-go"),
-    Phase("prepare", "playbooks/prepare.yml", "Phase 1: Preparation"),
-    Phase("execute", "playbooks/execute.yml", "Phase 2: Execution"),
-    Phase("validate", "playbooks/validate.yml", "Phase 3: Validation"),
-    Phase("recover", "playbooks/recover.yml", "Phase 4: Recovery"),
+    Phase(
+        "preflight",
+        "playbooks/preflight.yml",
+        "Pre-window checks and go/no-go",
+        budget_seconds=30 * _MINUTE,
+        critical=False,
+        no_go=True,
+    ),
+    Phase("prepare", "playbooks/prepare.yml", "Phase 1: Preparation", 30 * _MINUTE),
+    Phase("execute", "playbooks/execute.yml", "Phase 2: Execution", 60 * _MINUTE),
+    Phase("validate", "playbooks/validate.yml", "Phase 3: Validation", 60 * _MINUTE),
+    Phase("recover", "playbooks/recover.yml", "Phase 4: Recovery", 60 * _MINUTE, critical=False),
 )
+
+# The plan's emergency rollback.
+ROLLBACK = Phase("rollback", "rollback.yml", "Emergency rollback", 60 * _MINUTE)
+
+
+def apply_policy(phases: Sequence[Phase], policy: Policy) -> list[Phase]:
+    """The phases with the policy's budgets and failure classes applied."""
+    applied = []
+    for phase in phases:
+        rule = policy.rule(phase.name)
+        changed = phase
+        if rule.budget_seconds is not None:
+            changed = dataclasses.replace(changed, budget_seconds=rule.budget_seconds)
+        if rule.on_failure is not None:
+            changed = dataclasses.replace(
+                changed, no_go=rule.on_failure == NO_GO, critical=rule.on_failure == CRITICAL
+            )
+        applied.append(changed)
+    return applied
 
 
 @dataclass
 class PhaseRecord:
-    """What one phase did, as recorded in run.json."""
+    """What one attempt at a phase did, as recorded in run.json."""
 
     name: str
     title: str
@@ -51,6 +137,9 @@ class PhaseRecord:
     finished: float | None = None
     ident: str | None = None
     hosts: dict[str, HostStats] = field(default_factory=dict)
+    attempt: int = 1
+    budget_seconds: float | None = None
+    on_failure: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -58,6 +147,44 @@ class PhaseRecord:
         if self.started is None or self.finished is None:
             return None
         return self.finished - self.started
+
+    @property
+    def changed(self) -> int:
+        """Changed tasks over all hosts."""
+        return sum(stats.changed for stats in self.hosts.values())
+
+    @property
+    def failed_hosts(self) -> list[str]:
+        """Hosts with a failed task or that could not be reached."""
+        return sorted(h for h, s in self.hosts.items() if s.failed or s.unreachable)
+
+
+@dataclass
+class RollbackRecord(PhaseRecord):
+    """One run of the rollback playbook for this run, and what triggered it."""
+
+    trigger: str = "automatic"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A decision taken during the run: what, when, and why."""
+
+    at: str
+    kind: str
+    reason: str
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
+class PhaseFailure:
+    """A task that failed on a host in a phase whose failures are partial: follow-up work."""
+
+    phase: str
+    host: str
+    task: str
+    msg: str
 
 
 @dataclass
@@ -75,6 +202,19 @@ class RunRecord:
     finished: float | None = None
     outcome: str = "running"
     phases: list[PhaseRecord] = field(default_factory=list)
+    inventory_sha256: str | None = None
+    worktree_sha256: str | None = None
+    manifest: str | None = None
+    protocols: list[int] = field(default_factory=list)
+    extravars: dict[str, Any] = field(default_factory=dict)
+    window: dict[str, Any] | None = None
+    policy: dict[str, Any] = field(default_factory=dict)
+    from_rehearsal: str | None = None
+    approvals: list[dict[str, str]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    failed_items: list[PhaseFailure] = field(default_factory=list)
+    rollbacks: list[RollbackRecord] = field(default_factory=list)
+    budget_seconds: float | None = None
 
     def write(self, run_dir: Path) -> Path:
         """Write run.json atomically and return its path."""
@@ -84,6 +224,54 @@ class RunRecord:
         partial.replace(path)
         return path
 
+    def decide(self, kind: str, reason: str, phase: str | None = None) -> Decision:
+        """Record a decision, stamped now."""
+        decision = Decision(_utc(time.time()), kind, reason, phase)
+        self.decisions.append(decision)
+        log.warning("decision %s%s: %s", kind, f" in {phase}" if phase else "", reason)
+        return decision
+
+    def latest(self) -> dict[str, PhaseRecord]:
+        """The last attempt at each phase, by phase name, in the order first run."""
+        latest: dict[str, PhaseRecord] = {}
+        for phase in self.phases:
+            latest[phase.name] = phase
+        return latest
+
+
+def _utc(stamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+
+
+def _build(cls: type[Any], data: Mapping[str, Any]) -> Any:  # noqa: ANN401 - any record class
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{key: value for key, value in data.items() if key in names})
+
+
+def _phase_record(cls: type[PhaseRecord], data: Mapping[str, Any]) -> Any:  # noqa: ANN401
+    record = _build(cls, data)
+    record.hosts = {host: _build(HostStats, stats) for host, stats in record.hosts.items()}
+    return record
+
+
+def load_record(run_dir: Path) -> RunRecord:
+    """Read a run's run.json back into a RunRecord.
+
+    Raises:
+        UsageError: the run does not exist or has no run.json.
+    """
+    path = run_dir / "run.json"
+    if not path.is_file():
+        msg = f"no run {run_dir.name!r} in {run_dir.parent} (no run.json): see `mwctl runs`"
+        raise UsageError(msg)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    record: RunRecord = _build(RunRecord, data)
+    record.phases = [_phase_record(PhaseRecord, p) for p in data.get("phases", [])]
+    record.rollbacks = [_phase_record(RollbackRecord, r) for r in data.get("rollbacks", [])]
+    record.decisions = [_build(Decision, d) for d in data.get("decisions", [])]
+    record.failed_items = [_build(PhaseFailure, f) for f in data.get("failed_items", [])]
+    return record
+
 
 def new_run_id(*, rehearsal: bool) -> str:
     """A run id that sorts by start time and is safe in paths."""
@@ -91,41 +279,98 @@ def new_run_id(*, rehearsal: bool) -> str:
     return f"{'rehearsal-' if rehearsal else ''}{stamp}-{secrets.token_hex(3)}"
 
 
-def code_revision(project: Project) -> str:
-    """The checkout's commit, marked `-dirty` when tracked files differ from it."""
+@dataclass
+class _Context:
+    """How the phases of one invocation run: shared by run, resume and rollback."""
 
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=project.root, capture_output=True, text=True, check=False
-        ).stdout.strip()
+    project: Project
+    run_dir: Path
+    inventory: Path
+    check: bool
+    quiet: bool
+    policy: Policy
+    plan: list[Phase]
+    rollback: Phase | None
+    extravars: dict[str, Any]
+    progress: Progress
+    secrets: list[str] = field(default_factory=list)
 
-    commit = git("rev-parse", "HEAD") or "unknown"
-    return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+def _check_rehearsal(
+    project: Project, rehearsal_id: str, record: RunRecord
+) -> tuple[RunRecord, Path]:
+    """Refuse unless `rehearsal_id` is a successful rehearsal of exactly what will run."""
+    run_dir = project.runs_dir / rehearsal_id
+    rehearsal = load_record(run_dir)
+    if rehearsal.mode != "rehearsal" or rehearsal.outcome != "succeeded":
+        msg = (
+            f"{rehearsal_id} is a {rehearsal.mode} that {rehearsal.outcome}; a run starts only "
+            "from a rehearsal that succeeded"
+        )
+        raise RefusedError(msg)
+    mismatches = [
+        f"{what} was {old or 'none'} in the rehearsal, is {new or 'none'} now"
+        for what, old, new in (
+            ("manifest sha256", rehearsal.manifest_sha256, record.manifest_sha256),
+            ("inventory sha256", rehearsal.inventory_sha256, record.inventory_sha256),
+            ("code revision", rehearsal.code_revision, record.code_revision),
+            ("uncommitted changes sha256", rehearsal.worktree_sha256, record.worktree_sha256),
+            ("protocols", rehearsal.protocols, record.protocols),
+        )
+        if old != new
+    ]
+    if mismatches:
+        msg = (
+            f"this run is not what {rehearsal_id} rehearsed: {'; '.join(mismatches)}. "
+            "Rehearse again and run from the new rehearsal"
+        )
+        raise RefusedError(msg)
+    return rehearsal, run_dir
 
 
-def file_sha256(path: Path) -> str | None:
-    """sha256 of a file, or None when it does not exist."""
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+def _progress_or_none(progress: Progress | None) -> Progress:
+    return progress if progress is not None else NoProgress()
 
 
-def run_window(
+def run_window(  # noqa: PLR0913 - each argument is one option of the window
     project: Project,
     *,
     inventory: Path,
     manifest: Path | None = None,
     check: bool = False,
     quiet: bool = True,
+    phases: Sequence[Phase] = PHASES,
+    policy: Policy | None = None,
+    rollback: Phase | None = ROLLBACK,
+    window: TimeWindow | None = None,
+    protocols: Sequence[int] = (),
+    extravars: Mapping[str, Any] | None = None,
+    from_rehearsal: str | None = None,
+    take_over_stale_lock: bool = False,
+    progress: Progress | None = None,
 ) -> RunRecord:
-    """Run every phase in order, in check and diff mode when `check`; stop at the first failure.
+    """Run every phase in order, in check and diff mode when `check`, deciding as `policy` says.
+
+    Before anything runs: the rehearsal named by `from_rehearsal` must match what will
+    run, the policy's required approvals must be on it, the window must be open with
+    time for every budget, and no other run may hold the control node's lock. Then each
+    phase runs against its budget: an overrun is extended or rolled back by the policy's
+    threshold; a critical failure stops and rolls back with `rollback`; a partial one is
+    recorded as follow-up work and the window carries on. A rehearsal never rolls back:
+    it changed nothing.
 
     Each phase is recorded as it ends, so run.json tells how far a run got even when the
     control node dies in the middle.
+
+    Raises:
+        RefusedError: a rule above forbids the run; nothing ran.
+        UsageError: the rehearsal or policy named does not exist or is invalid.
     """
-    run_id = new_run_id(rehearsal=check)
-    run_dir = project.runs_dir / run_id
-    run_dir.mkdir(parents=True, mode=0o700)
+    policy = policy if policy is not None else load_policy(project)
+    plan = apply_policy(phases, policy)
+    given = dict(extravars or {})
     record = RunRecord(
-        run_id=run_id,
+        run_id=new_run_id(rehearsal=check),
         mode="rehearsal" if check else "run",
         inventory=str(inventory),
         user=getpass.getuser(),
@@ -133,52 +378,442 @@ def run_window(
         code_revision=code_revision(project),
         manifest_sha256=file_sha256(manifest) if manifest else None,
         started=time.time(),
-        phases=[PhaseRecord(p.name, p.title, p.playbook) for p in PHASES],
+        inventory_sha256=inventory_sha256(inventory),
+        worktree_sha256=worktree_sha256(project),
+        manifest=str(manifest) if manifest else None,
+        protocols=sorted(set(protocols)),
+        extravars=redact(given),
+        window=window.as_dict() if window else None,
+        policy=policy.summary(),
+        from_rehearsal=from_rehearsal,
+        budget_seconds=sum(p.budget_seconds for p in plan),
     )
-    record.write(run_dir)
-    for phase in record.phases:
-        if not (project.root / phase.playbook).is_file():
-            phase.status = "not-implemented"
-            log.warning("%s: %s is not in this checkout yet", phase.name, phase.playbook)
-            continue
-        result = _run_phase(project, phase, run_dir, inventory=inventory, check=check, quiet=quiet)
+    approvals = []
+    if from_rehearsal:
+        _, rehearsal_dir = _check_rehearsal(project, from_rehearsal, record)
+        approvals = load_approvals(rehearsal_dir)
+    if not check:
+        missing = missing_roles(policy.required_approvals, approvals)
+        if missing:
+            where = f"on rehearsal {from_rehearsal}" if from_rehearsal else "(no --from-rehearsal)"
+            msg = (
+                f"missing approvals {where}: {', '.join(missing)}. Each approver runs "
+                "`mwctl approve REHEARSAL --role ROLE --name NAME`; then run with "
+                "--from-rehearsal REHEARSAL"
+            )
+            raise RefusedError(msg)
+    record.approvals = [asdict(a) for a in approvals]
+    if window:
+        window.check(sum(p.budget_seconds for p in plan))
+    with window_lock(project.runs_dir, record.run_id, take_over_stale=take_over_stale_lock):
+        run_dir = project.runs_dir / record.run_id
+        run_dir.mkdir(parents=True, mode=0o700)
+        record.started = time.time()
+        if take_over_stale_lock:
+            record.decide("take-over-stale-lock", "the operator took over a stale lock")
         record.write(run_dir)
-        if not result.succeeded:
-            record.outcome = "failed"
-            break
-    else:
-        ran = [p for p in record.phases if p.status == "successful"]
-        record.outcome = "succeeded" if len(ran) == len(record.phases) else "incomplete"
-    record.finished = time.time()
-    record.write(run_dir)
+        context = _Context(
+            project=project,
+            run_dir=run_dir,
+            inventory=inventory,
+            check=check,
+            quiet=quiet,
+            policy=policy,
+            plan=plan,
+            rollback=rollback,
+            extravars=_playbook_vars(record.run_id, given, record.protocols),
+            progress=_progress_or_none(progress),
+            secrets=secret_values(given),
+        )
+        _drive(context, record, start=0)
     return record
 
 
-def _run_phase(  # noqa: PLR0913 - the phase, where to record it, and how to run it
+def _playbook_vars(
+    run_id: str, extravars: Mapping[str, Any], protocols: Sequence[int]
+) -> dict[str, Any]:
+    values = {**extravars, "mw_run_id": run_id}
+    if protocols:
+        values["mw_window_protocols"] = list(protocols)
+    return values
+
+
+def resume_window(  # noqa: PLR0913 - each argument is one option of the window
     project: Project,
-    phase: PhaseRecord,
-    run_dir: Path,
+    run_id: str,
     *,
-    inventory: Path,
-    check: bool,
-    quiet: bool,
-) -> PlaybookResult:
-    log.info("phase %s: %s", phase.name, phase.title)
-    phase.status = "running"
-    phase.started = time.time()
-    result = run_playbook(
-        project,
-        phase.playbook,
-        private_dir=run_dir / "runner",
-        inventory=inventory,
-        extravars={"mw_run_id": run_dir.name},
-        check=check,
-        diff=check,
-        quiet=quiet,
+    quiet: bool = True,
+    phases: Sequence[Phase] = PHASES,
+    policy: Policy | None = None,
+    rollback: Phase | None = ROLLBACK,
+    window: TimeWindow | None = None,
+    extravars: Mapping[str, Any] | None = None,
+    take_over_stale_lock: bool = False,
+    progress: Progress | None = None,
+) -> RunRecord:
+    """Carry on a stopped or failed run from its first phase that did not succeed.
+
+    The run keeps its id and directory; the new attempts are appended to its phases.
+    Secret extra variables are not in run.json, so they must be given again.
+
+    Raises:
+        RefusedError: the run ended in a way that forbids going on, has nothing left to
+            run, lacks a secret extra variable, or the window forbids it.
+        UsageError: the run does not exist.
+    """
+    run_dir = project.runs_dir / run_id
+    record = load_record(run_dir)
+    if record.outcome in _FINAL:
+        msg = f"{run_id} {record.outcome}; there is nothing to resume. " + (
+            "Start a new run"
+            if record.outcome.startswith("succeeded")
+            else "It was rolled back: rehearse and run the window again"
+        )
+        raise RefusedError(msg)
+    policy = policy if policy is not None else load_policy(project)
+    plan = apply_policy(phases, policy)
+    latest = record.latest()
+    start = next(
+        (
+            i
+            for i, p in enumerate(plan)
+            if getattr(latest.get(p.name), "status", "") != "successful"
+        ),
+        None,
     )
-    phase.status = result.status
-    phase.rc = result.rc
-    phase.finished = time.time()
-    phase.ident = result.ident
-    phase.hosts = result.hosts
-    return result
+    if start is None:
+        msg = f"every phase of {run_id} succeeded; there is nothing to resume"
+        raise RefusedError(msg)
+    given = {k: v for k, v in record.extravars.items() if v != REDACTED}
+    given.update(extravars or {})
+    lacking = sorted(k for k, v in record.extravars.items() if v == REDACTED and k not in given)
+    if lacking:
+        msg = f"give the secret extra variables again to resume {run_id}: {', '.join(lacking)}"
+        raise RefusedError(msg)
+    if window:
+        window.check(sum(p.budget_seconds for p in plan[start:]))
+    with window_lock(project.runs_dir, run_id, take_over_stale=take_over_stale_lock):
+        record.outcome = "running"
+        record.finished = None
+        if window:
+            record.window = window.as_dict()
+        record.decide(
+            "resume",
+            f"resumed by {getpass.getuser()}@{socket.gethostname()} from {plan[start].name}",
+            plan[start].name,
+        )
+        record.write(run_dir)
+        context = _Context(
+            project=project,
+            run_dir=run_dir,
+            inventory=Path(record.inventory),
+            check=record.mode == "rehearsal",
+            quiet=quiet,
+            policy=policy,
+            plan=plan,
+            rollback=rollback,
+            extravars=_playbook_vars(run_id, given, record.protocols),
+            progress=_progress_or_none(progress),
+            secrets=secret_values(given),
+        )
+        _drive(context, record, start=start)
+    return record
+
+
+def rollback_run(  # noqa: PLR0913 - each argument is one option of the rollback
+    project: Project,
+    run_id: str,
+    *,
+    quiet: bool = True,
+    rollback: Phase = ROLLBACK,
+    extravars: Mapping[str, Any] | None = None,
+    take_over_stale_lock: bool = False,
+    progress: Progress | None = None,
+) -> RunRecord:
+    """Roll back run `run_id` from its verified backups, recorded in that run's run.json.
+
+    Raises:
+        UsageError: the run does not exist.
+        RefusedError: another run holds the lock.
+    """
+    run_dir = project.runs_dir / run_id
+    record = load_record(run_dir)
+    given = {k: v for k, v in record.extravars.items() if v != REDACTED}
+    given.update(extravars or {})
+    with window_lock(project.runs_dir, run_id, take_over_stale=take_over_stale_lock):
+        context = _Context(
+            project=project,
+            run_dir=run_dir,
+            inventory=Path(record.inventory),
+            check=False,
+            quiet=quiet,
+            policy=Policy(),
+            plan=[],
+            rollback=rollback,
+            extravars=_playbook_vars(run_id, given, record.protocols),
+            progress=_progress_or_none(progress),
+            secrets=secret_values(given),
+        )
+        reason = f"requested by {getpass.getuser()}@{socket.gethostname()}"
+        record.decide("rollback", reason)
+        _roll_back(context, record, trigger="operator", reason=reason)
+        record.finished = time.time()
+        record.write(run_dir)
+    return record
+
+
+@dataclass
+class _Watch:
+    """The budget watch over the running phase, polled by ansible-runner."""
+
+    phase: Phase
+    started: float
+    done_fraction: float
+    decided: bool = False
+    cancel: bool = False
+    last_update: float = field(default_factory=time.time)
+
+
+def _done_fraction(plan: Sequence[Phase], done: set[str]) -> float:
+    """Share of the window's work that is done: the budgets of the phases completed.
+
+    The budgets are the plan's estimate of each phase's share of the work. The running
+    phase counts as not done: how far into it a playbook is cannot be told honestly,
+    since the number of tasks it will run is not known in advance.
+    """
+    total = sum(p.budget_seconds for p in plan)
+    return sum(p.budget_seconds for p in plan if p.name in done) / total if total else 0.0
+
+
+def _on_overrun(context: _Context, record: RunRecord, watch: _Watch, elapsed: float) -> None:
+    phase, policy = watch.phase, context.policy
+    watch.decided = True
+    over = (
+        f"{phase.name} overran its budget of {phase.budget_seconds:.0f}s "
+        f"({elapsed:.0f}s so far) with {watch.done_fraction:.0%} of the work done"
+    )
+    if context.check:
+        record.decide("over-budget", f"{over}; a rehearsal only notes it", phase.name)
+    elif phase.no_go:
+        record.decide("reschedule", f"{over}; nothing was changed yet: stop", phase.name)
+        watch.cancel = True
+    elif policy.extend_allowed and watch.done_fraction > policy.extend_threshold:
+        record.decide(
+            "extend",
+            f"{over}, more than the {policy.extend_threshold:.0%} threshold: let it finish",
+            phase.name,
+        )
+    else:
+        why = (
+            "extending is not allowed"
+            if not policy.extend_allowed
+            else f"not more than the {policy.extend_threshold:.0%} threshold"
+        )
+        record.decide("rollback-and-reschedule", f"{over}; {why}", phase.name)
+        watch.cancel = True
+    context.progress.note(f"decision: {record.decisions[-1].kind}: {record.decisions[-1].reason}")
+    record.write(context.run_dir)
+
+
+def _poll(context: _Context, record: RunRecord, watch: _Watch) -> bool:
+    now = time.time()
+    elapsed = now - watch.started
+    if now - watch.last_update >= context.policy.progress_interval_seconds:
+        watch.last_update = now
+        context.progress.note(
+            f"progress: {watch.phase.name} running for {elapsed / 60:.0f} of "
+            f"{watch.phase.budget_seconds / 60:.0f} min; {watch.done_fraction:.0%} of the work done"
+        )
+    if not watch.decided and elapsed > watch.phase.budget_seconds:
+        _on_overrun(context, record, watch, elapsed)
+    return watch.cancel
+
+
+def _show(progress: Progress, event: dict[str, Any]) -> bool:
+    """Pass an event to the progress display; keep it in the artifacts."""
+    progress.event(event)
+    return True
+
+
+def _run_phase(
+    context: _Context, record: RunRecord, phase: Phase, done: set[str]
+) -> tuple[PlaybookResult, _Watch]:
+    attempt = 1 + sum(p.name == phase.name for p in record.phases)
+    entry = PhaseRecord(
+        phase.name,
+        phase.title,
+        phase.playbook,
+        status="running",
+        started=time.time(),
+        attempt=attempt,
+        budget_seconds=phase.budget_seconds,
+        on_failure=phase.on_failure,
+    )
+    record.phases.append(entry)
+    record.write(context.run_dir)
+    log.info("phase %s: %s", phase.name, phase.title)
+    context.progress.phase_started(phase.name, phase.title, phase.budget_seconds)
+    watch = _Watch(phase, entry.started or time.time(), _done_fraction(context.plan, done))
+
+    result = run_playbook(
+        context.project,
+        phase.playbook,
+        private_dir=context.run_dir / "runner",
+        inventory=context.inventory,
+        extravars=context.extravars,
+        check=context.check,
+        diff=context.check,
+        quiet=context.quiet,
+        event_handler=lambda event: _show(context.progress, event),
+        cancel_callback=lambda: _poll(context, record, watch),
+    )
+    entry.status = result.status
+    entry.rc = result.rc
+    entry.finished = time.time()
+    entry.ident = result.ident
+    entry.hosts = result.hosts
+    context.progress.phase_ended(phase.name, entry.status, entry.finished - watch.started)
+    if not watch.decided and entry.finished - watch.started > phase.budget_seconds:
+        # The playbook ended between two polls: judge the overrun with the phase done,
+        # since its work is.
+        if result.succeeded:
+            watch.done_fraction = _done_fraction(context.plan, done | {phase.name})
+        _on_overrun(context, record, watch, entry.finished - watch.started)
+    record.write(context.run_dir)
+    return result, watch
+
+
+def _classify(context: _Context, phase: Phase, result: PlaybookResult) -> tuple[str, str]:
+    """What the failure of `phase` means, and why."""
+    failed = result.failed_hosts
+    base = f"{phase.name} {result.status} (rc={result.rc})"
+    if phase.on_failure != PARTIAL:
+        hosts = f" on {', '.join(failed)}" if failed else ""
+        return phase.on_failure, f"{base}{hosts}; its failures are {phase.on_failure}"
+    if not failed:
+        return CRITICAL, f"{base} with no failed host: the playbook itself did not run through"
+    share = len(failed) / len(result.hosts)
+    threshold = context.policy.critical_failure_threshold
+    if share > threshold:
+        return CRITICAL, (
+            f"{base}: {len(failed)} of {len(result.hosts)} hosts failed, more than the "
+            f"{threshold:.0%} critical failure threshold"
+        )
+    return (
+        PARTIAL,
+        f"{base}: {len(failed)} of {len(result.hosts)} hosts failed ({', '.join(failed)})",
+    )
+
+
+def _stop_on_failure(
+    context: _Context, record: RunRecord, phase: Phase, result: PlaybookResult
+) -> bool:
+    """Act on a failed phase as the policy says; True when the window stops here."""
+    kind, reason = _classify(context, phase, result)
+    if kind == PARTIAL:
+        record.failed_items.extend(
+            PhaseFailure(
+                phase.name,
+                item.host,
+                scrub(item.task, context.secrets),
+                scrub(item.msg, context.secrets),
+            )
+            for item in result.failed_items
+        )
+        record.decide("continue", f"{reason}; listed as follow-up work", phase.name)
+        return False
+    if kind == NO_GO:
+        record.decide("no-go", f"{reason}; nothing was changed: reschedule", phase.name)
+        record.outcome = "no-go"
+    elif context.check:
+        record.decide("stop", f"{reason}; a rehearsal changed nothing to roll back", phase.name)
+        record.outcome = "failed"
+    elif context.rollback is None:
+        record.decide("stop", f"{reason}; no rollback playbook is configured", phase.name)
+        record.outcome = "failed"
+    else:
+        record.decide("rollback", reason, phase.name)
+        _roll_back(context, record, trigger="critical-failure", reason=reason)
+    return True
+
+
+def _settle(context: _Context, record: RunRecord) -> None:
+    """The outcome of a window that went through every phase."""
+    statuses = {name: p.status for name, p in record.latest().items()}
+    wanted = [statuses.get(p.name, "") for p in context.plan]
+    if "not-implemented" in wanted:
+        record.outcome = "incomplete"
+    elif record.failed_items or any(status != "successful" for status in wanted):
+        record.outcome = "succeeded-with-follow-up"
+    else:
+        record.outcome = "succeeded"
+
+
+def _drive(context: _Context, record: RunRecord, *, start: int) -> None:
+    """Run the plan's phases from `start` and settle the run's outcome."""
+    done = {name for name, p in record.latest().items() if p.status == "successful"}
+    for phase in context.plan[start:]:
+        if not (context.project.root / phase.playbook).is_file():
+            record.phases.append(
+                PhaseRecord(phase.name, phase.title, phase.playbook, status="not-implemented")
+            )
+            log.warning("%s: %s is not in this checkout yet", phase.name, phase.playbook)
+            continue
+        result, watch = _run_phase(context, record, phase, done)
+        if watch.cancel:
+            if phase.no_go:
+                record.outcome = "no-go"
+            else:
+                _roll_back(context, record, trigger="overrun", reason=record.decisions[-1].reason)
+            break
+        if result.succeeded:
+            done.add(phase.name)
+        elif _stop_on_failure(context, record, phase, result):
+            break
+    else:
+        _settle(context, record)
+    record.finished = time.time()
+    record.write(context.run_dir)
+
+
+def _roll_back(context: _Context, record: RunRecord, *, trigger: str, reason: str) -> None:
+    """Run the rollback playbook for this run and settle the outcome by its result."""
+    phase = context.rollback
+    if phase is None or context.check:
+        record.outcome = "failed"
+        return
+    if not (context.project.root / phase.playbook).is_file():
+        record.decide("stop", f"cannot roll back: {phase.playbook} is not in this checkout")
+        record.outcome = "rollback-failed"
+        return
+    entry = RollbackRecord(
+        phase.name,
+        phase.title,
+        phase.playbook,
+        status="running",
+        started=time.time(),
+        attempt=len(record.rollbacks) + 1,
+        budget_seconds=phase.budget_seconds,
+        trigger=trigger,
+        reason=reason,
+    )
+    record.rollbacks.append(entry)
+    record.write(context.run_dir)
+    context.progress.phase_started(phase.name, phase.title, phase.budget_seconds)
+    result = run_playbook(
+        context.project,
+        phase.playbook,
+        private_dir=context.run_dir / "runner",
+        inventory=context.inventory,
+        extravars={**context.extravars, "restore_run_id": record.run_id},
+        quiet=context.quiet,
+        event_handler=lambda event: _show(context.progress, event),
+    )
+    entry.status = result.status
+    entry.rc = result.rc
+    entry.finished = time.time()
+    entry.ident = result.ident
+    entry.hosts = result.hosts
+    context.progress.phase_ended(phase.name, entry.status, result.duration)
+    record.outcome = "rolled-back" if result.succeeded else "rollback-failed"
+    record.write(context.run_dir)
