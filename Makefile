@@ -95,11 +95,17 @@ integration: venv
 lab-cycle: venv
 	$(BIN)/pytest tests/lab_cycle
 
+# Scenarios run MOLECULE_JOBS at a time (each names its containers and network after
+# itself); each writes .cache/molecule/<dir>.log, and a failing one prints its tail.
+MOLECULE_JOBS ?= 2
 molecule: venv
-	@found=0; \
-	for dir in . roles/*; do \
-	  [ -d "$$dir/molecule" ] || continue; found=1; \
-	  echo "== molecule scenarios in $$dir"; \
-	  (cd "$$dir" && $(BIN)/molecule test --all) || exit 1; \
-	done; \
-	[ $$found = 1 ] || { echo "error: no molecule scenario found" >&2; exit 1; }
+	@mkdir -p .cache/molecule; dirs=""; \
+	for dir in . roles/*; do [ -d "$$dir/molecule" ] && dirs="$$dirs $$dir"; done; \
+	[ -n "$$dirs" ] || { echo "error: no molecule scenario found" >&2; exit 1; }; \
+	printf '%s\n' $$dirs | xargs -P $(MOLECULE_JOBS) -I{} sh -c ' \
+	  name=$$(basename "$$(cd {} && pwd)"); log=$(CURDIR)/.cache/molecule/$$name.log; start=$$(date +%s); \
+	  if (cd {} && $(BIN)/molecule test --all) >"$$log" 2>&1; then \
+	    echo "molecule $$name: passed in $$(( $$(date +%s) - start ))s"; \
+	  else \
+	    echo "molecule $$name: FAILED in $$(( $$(date +%s) - start ))s; the end of $$log:"; tail -n 80 "$$log"; exit 1; \
+	  fi'

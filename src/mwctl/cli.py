@@ -128,7 +128,7 @@ def _build_parser() -> argparse.ArgumentParser:
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)
     up = lab_commands.add_parser("up", help="build, start and seed the lab")
     up.add_argument("--protocols", default="18-23", help="protocols to generate (default 18-23)")
-    up.add_argument("--scripts", type=int, default=36, help="validation scripts (default 36)")
+    up.add_argument("--scripts", type=int, default=96, help="validation scripts (default 96)")
     up.add_argument("--seed", type=int, default=1, help="world seed: same seed, same world")
     up.add_argument("-q", "--quiet", action="store_true", help="hide the playbook output")
     lab_commands.add_parser("status", help="show the lab hosts and their units")

@@ -37,7 +37,7 @@ class LabSpec:
     """The parameters of a reference world: same spec, same world."""
 
     protocols: tuple[int, ...] = tuple(range(18, 24))
-    scripts: int = 36
+    scripts: int = 96
     seed: int = 1
 
     @classmethod

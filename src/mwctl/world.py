@@ -49,7 +49,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_PROTOCOLS: tuple[int, ...] = (18, 19, 20, 21, 22, 23)
-DEFAULT_SCRIPTS = 36
+DEFAULT_SCRIPTS = 96
 DEFAULT_SEED = 1
 MAX_SCRIPTS = 50_000
 

@@ -112,7 +112,7 @@ def test_small_world_works_and_differs_from_default(tmp_path: Path) -> None:
     assert {s["protocol"] for s in summary["scripts"]} == {3, 4, 5}
     assert summary["id"] != default["id"]
     assert default["protocols"] == list(range(18, 24))
-    assert default["script_count"] == 36
+    assert default["script_count"] == 96
 
 
 @pytest.mark.parametrize(
@@ -146,7 +146,8 @@ def test_chain_and_swap_always_present(protocols: tuple[int, ...], scripts: int,
 def test_about_a_third_misnumbered_and_only_those_in_manifest() -> None:
     world = default_world()
     wrong = [s for s in world.scripts if s.misnumbered]
-    assert 10 <= len(wrong) <= 14
+    # About a third of the scripts: 32 of the default 96 (the plan's 30+).
+    assert 30 <= len(wrong) <= 34
     assert {(e.protocol, e.source, e.target) for e in world.renames} == {
         (s.protocol, s.name, s.target) for s in wrong
     }
@@ -345,3 +346,10 @@ def test_large_world_keeps_names_unique() -> None:
     assert len(set(names)) == len(names) == 5000
     assert len(set(targets)) == len(targets)
     assert any(s.topic.endswith("-2") for s in world.scripts)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_default_world_renames_thirty_or_more_scripts(seed: int) -> None:
+    # The plan's window renames 30+ scripts; the default lab must be at least that big.
+    world = generate_world(DEFAULT_PROTOCOLS, DEFAULT_SCRIPTS, seed)
+    assert sum(1 for script in world.scripts if script.kind != "aligned") >= 30
