@@ -127,17 +127,25 @@ def _host_stats(stats: Mapping[str, Mapping[str, int]] | None) -> dict[str, Host
 
 
 def _marked_processes(ident: str) -> list[int]:
-    """Pids of the live processes started for the playbook run `ident`."""
+    """Pids of the live ansible-playbook processes (and workers) of the playbook run `ident`.
+
+    Only ansible's own processes count: a daemon that a task started (podman's DNS server,
+    an ssh control master) inherits the marker too, and must outlive the playbook.
+    """
     wanted = f"{_MARKER}={ident}".encode()
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
             environ = (entry / "environ").read_bytes()
         except OSError:  # ended meanwhile, or not ours to read
             continue
-        if wanted in environ.split(b"\0"):
+        ansible = any(
+            Path(arg.decode(errors="replace")).name == "ansible-playbook" for arg in argv[:2]
+        )
+        if ansible and wanted in environ.split(b"\0"):
             pids.append(int(entry.name))
     return pids
 

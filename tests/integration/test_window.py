@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,8 @@ RECAP = re.compile(
     re.MULTILINE,
 )
 
-# The run id of the window, for the steps that rerun part of it.
+# The run ids of the rehearsal and of the window, for the steps that build on them.
+REHEARSAL: list[str] = []
 WINDOW_RUN: list[str] = []
 
 
@@ -42,10 +44,16 @@ def changed_hosts(output: str) -> dict[str, int]:
     }
 
 
-def run_record(output: str) -> dict[str, object]:
+def run_file(output: str, name: str) -> dict[str, Any]:
+    """A JSON file of the run directory that mwctl's output names."""
     match = re.search(r"^report: (.*)/report\.md$", output, re.MULTILINE)
     assert match, output[-2000:]
-    return json.loads((Path(match.group(1)) / "run.json").read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = json.loads((Path(match.group(1)) / name).read_text(encoding="utf-8"))
+    return loaded
+
+
+def run_record(output: str) -> dict[str, Any]:
+    return run_file(output, "run.json")
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +69,25 @@ def test_rehearsal_changes_nothing(pre_window: dict[str, str]) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     record = run_record(result.stdout)
     assert record["mode"] == "rehearsal"
+    assert record["outcome"] == "succeeded", record
+    REHEARSAL.append(str(record["run_id"]))
     assert differences(pre_window, fingerprint()) == []
 
 
 @pytest.mark.usefixtures("lab")
-def test_window_runs_every_phase() -> None:
-    result = mwctl("run", "-q")
+def test_window_runs_what_was_rehearsed() -> None:
+    assert REHEARSAL, "the rehearsal did not succeed"
+    result = mwctl("run", "-q", "--from-rehearsal", REHEARSAL[0])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     record = run_record(result.stdout)
     WINDOW_RUN.append(str(record["run_id"]))
     assert record["outcome"] == "succeeded", record
+    assert record["from_rehearsal"], record
     assert [phase["status"] for phase in record["phases"]] == ["successful"] * 5
+    report = run_file(result.stdout, "report.json")
+    unmet = [metric for metric in report["metrics"] if not metric["met"]]
+    assert report["metrics"], report
+    assert unmet == []
 
 
 def test_window_renamed_every_script_and_reference(lab: Project) -> None:

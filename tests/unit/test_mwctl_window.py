@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
 from mwctl.errors import RefusedError, UsageError
-from mwctl.playbook import _marked_processes
+from mwctl.playbook import _marked_processes, run_playbook
 from mwctl.policy import Policy
 from mwctl.progress import StreamProgress
 from mwctl.schedule import TimeWindow
 from mwctl.window import load_record, resume_window, run_window
-from tests.unit.mwctl_helpers import POLICY, inventory, make_project, phase, rollback_phase
+from tests.unit.mwctl_helpers import (
+    POLICY,
+    inventory,
+    make_project,
+    phase,
+    playbook,
+    rollback_phase,
+)
 
 PAUSE = "- ansible.builtin.pause:\n        seconds: {}"
 FAIL = "- ansible.builtin.fail:\n        msg: broken on purpose"
@@ -245,3 +255,30 @@ def test_a_no_go_stops_without_rollback_and_resume_continues_the_same_run(
     assert sorted(p.name for p in project.runs_dir.iterdir()) == [first.run_id]
     with pytest.raises(RefusedError, match="nothing to resume"):
         resume_window(project, first.run_id, phases=phases, policy=POLICY)
+
+
+def test_a_daemon_started_by_a_task_outlives_its_playbook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Workers of a stopped playbook are ended, but not what a task meant to leave running
+    # (podman's DNS server is started this way by the lab's first container).
+    project = make_project(tmp_path, monkeypatch)
+    pidfile = tmp_path / "daemon.pid"
+    name = playbook(
+        project,
+        "daemon",
+        "- ansible.builtin.shell: setsid sleep 120 </dev/null >/dev/null 2>&1 & echo $! > "
+        f"{pidfile}\n      changed_when: true",
+    )
+    result = run_playbook(
+        project, name, private_dir=tmp_path / "runner", inventory=inventory(project)
+    )
+    assert result.succeeded
+    pid = int(pidfile.read_text(encoding="utf-8"))
+    try:
+        # A killed daemon may linger as a zombie until init reaps it: read its state.
+        state = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
+        assert state not in {"Z", "X"}, f"the daemon was ended with the playbook ({state})"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
