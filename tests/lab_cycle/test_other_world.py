@@ -1,8 +1,12 @@
-"""`mwctl lab up` with other parameters builds another world; it runs last, on its own lab."""
+"""`mwctl lab up` with other parameters builds another world, and the window fixes it too.
+
+It runs last, on its own lab: a different seed, protocol range and size than the default.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +15,11 @@ from mwctl.project import Project
 
 REPO = Path(__file__).resolve().parents[2]
 MWCTL = Path(sys.executable).parent / "mwctl"
+# Prints every script whose self-test fails: one misnumbered for its protocol.
+SELF_TESTS = (
+    "cd /opt/project && for f in scripts/validation/*.sh; do "
+    "sh $f --self-test >/dev/null 2>&1 || echo $f; done"
+)
 
 
 def mwctl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -44,3 +53,27 @@ def test_other_parameters_build_another_world() -> None:
     assert listing.stdout.split() == ["protocol-3", "protocol-4", "protocol-5"]
     status = mwctl("lab", "status")
     assert status.returncode == 0, status.stdout
+
+
+def test_the_window_fixes_the_other_world() -> None:
+    project = Project(REPO)
+    world = json.loads((project.world_dir / "world.json").read_text(encoding="utf-8"))
+    assert world["protocols"] == [3, 4, 5], "the other world is not the lab's"
+    result = mwctl("run", "-q")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"^run \S+: succeeded$", result.stdout, re.MULTILINE), result.stdout[-3000:]
+    for host in ("proto1", "proto2"):
+        failing = subprocess.run(
+            [
+                "podman",
+                "exec",
+                f"mwlab-{host}",
+                "sh",
+                "-c",
+                SELF_TESTS,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert failing == "", f"{host}: scripts still misnumbered after the window: {failing}"
