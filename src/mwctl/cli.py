@@ -21,6 +21,7 @@ from mwctl.progress import Progress, StreamProgress
 from mwctl.project import Project
 from mwctl.report import FORMATS, list_runs, runs_table, status_text, summary_table, write_reports
 from mwctl.schedule import TimeWindow
+from mwctl.state import capture_state, diff_states, load_state, render_differences, summarize
 from mwctl.window import RunRecord, load_record, resume_window, rollback_run, run_window
 
 log = logging.getLogger("mwctl")
@@ -115,6 +116,23 @@ def _add_window_commands(commands: Any) -> None:  # noqa: ANN401 - argparse's pr
     _add_common(rollback)
 
 
+def _add_state_command(commands: Any) -> None:  # noqa: ANN401 - argparse's private type
+    state = commands.add_parser(
+        "state",
+        help="record the state the window touches in a manifest, or compare two manifests",
+    )
+    state.add_argument("-i", "--inventory", type=Path, help="inventory (default: the built-in lab)")
+    state.add_argument("--out", type=Path, help="file to write the state manifest to (JSON)")
+    state.add_argument("-q", "--quiet", action="store_true", help="hide the playbook output")
+    # Optional, so that `mwctl state --out FILE` captures and `mwctl state diff A B` compares.
+    state_commands = state.add_subparsers(dest="state_command", metavar="{diff}")
+    diff = state_commands.add_parser(
+        "diff", help="compare two state manifests; exit 1 when they differ"
+    )
+    diff.add_argument("before", type=Path, metavar="A", help="the earlier manifest")
+    diff.add_argument("after", type=Path, metavar="B", help="the later manifest")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mwctl",
@@ -146,6 +164,8 @@ def _build_parser() -> argparse.ArgumentParser:
     approve_cmd.add_argument("run_id", metavar="RUN")
     approve_cmd.add_argument("--role", required=True, help="the approver's role in the change")
     approve_cmd.add_argument("--name", required=True, help="the approver's name")
+
+    _add_state_command(commands)
 
     commands.add_parser("runs", help="list the recorded runs")
     status = commands.add_parser("status", help="show a run's phases and decisions")
@@ -225,6 +245,21 @@ def _rollback(args: argparse.Namespace, project: Project) -> int:
     return _finish(project, record, {"rolled-back"})
 
 
+def _state(args: argparse.Namespace, project: Project) -> int:
+    if args.state_command == "diff":
+        # Unreadable input raises StateFileError, a usage error: exit 2, as diff(1) does.
+        differences = diff_states(load_state(args.before), load_state(args.after))
+        print(render_differences(differences))
+        return 1 if differences else 0
+    if args.out is None:
+        msg = "mwctl state needs --out FILE, the manifest to write (or: mwctl state diff A B)"
+        raise UsageError(msg)
+    path = capture_state(project, _inventory(args, project), args.out, quiet=args.quiet)
+    print(f"state: {path}")
+    print(summarize(load_state(path)))
+    return 0
+
+
 def _lab(args: argparse.Namespace, project: Project) -> int:
     if args.lab_command == "up":
         spec = LabSpec.parse(args.protocols, args.scripts, args.seed)
@@ -287,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rehearse": _run,
         "resume": _resume,
         "rollback": _rollback,
+        "state": _state,
     }
     try:
         project = Project.locate()
