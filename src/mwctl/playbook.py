@@ -101,12 +101,22 @@ class PlaybookResult:
     @property
     def changed(self) -> int:
         """Changed tasks over all hosts."""
-        return sum(stats.changed for stats in self.hosts.values())
+        return changed_tasks(self.hosts)
 
     @property
     def failed_hosts(self) -> list[str]:
         """Hosts with a failed task or that could not be reached."""
-        return sorted(name for name, s in self.hosts.items() if s.failed or s.unreachable)
+        return failed_hosts(self.hosts)
+
+
+def changed_tasks(hosts: Mapping[str, HostStats]) -> int:
+    """Changed tasks over all hosts."""
+    return sum(stats.changed for stats in hosts.values())
+
+
+def failed_hosts(hosts: Mapping[str, HostStats]) -> list[str]:
+    """Hosts with a failed task or that could not be reached, sorted."""
+    return sorted(name for name, stats in hosts.items() if stats.failed or stats.unreachable)
 
 
 def _host_stats(stats: Mapping[str, Mapping[str, int]] | None) -> dict[str, HostStats]:
@@ -238,7 +248,7 @@ def run_playbook(  # noqa: PLR0913 - each argument maps to one ansible-playbook 
         log.warning("%s: ended %d leftover processes of ident %s", playbook, len(leftover), ident)
     finished = time.time()
     hosts = _host_stats(runner.stats)
-    bad = {name for name, s in hosts.items() if s.failed or s.unreachable}
+    bad = set(failed_hosts(hosts))
     result = PlaybookResult(
         playbook=playbook,
         ident=ident,

@@ -17,7 +17,13 @@ from typing import Any
 from mwctl.approvals import load_approvals, missing_roles
 from mwctl.errors import RefusedError, UsageError
 from mwctl.lock import window_lock
-from mwctl.playbook import HostStats, PlaybookResult, run_playbook
+from mwctl.playbook import (
+    HostStats,
+    PlaybookResult,
+    changed_tasks,
+    failed_hosts,
+    run_playbook,
+)
 from mwctl.policy import CRITICAL, NO_GO, PARTIAL, Policy, load_policy
 from mwctl.progress import NoProgress, Progress
 from mwctl.project import Project
@@ -151,12 +157,12 @@ class PhaseRecord:
     @property
     def changed(self) -> int:
         """Changed tasks over all hosts."""
-        return sum(stats.changed for stats in self.hosts.values())
+        return changed_tasks(self.hosts)
 
     @property
     def failed_hosts(self) -> list[str]:
         """Hosts with a failed task or that could not be reached."""
-        return sorted(h for h, s in self.hosts.items() if s.failed or s.unreachable)
+        return failed_hosts(self.hosts)
 
 
 @dataclass
