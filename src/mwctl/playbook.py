@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import shlex
+import shutil
 import signal
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ansible_runner
 
+from mwctl.errors import ProjectError
 from mwctl.project import Project
 
 log = logging.getLogger(__name__)
@@ -180,6 +185,24 @@ def stop_processes(ident: str) -> list[int]:
     return pids
 
 
+@contextlib.contextmanager
+def _extravars_file(extravars: Mapping[str, Any]) -> Iterator[Path | None]:
+    """The extra variables in a file only this user can read, removed after the run.
+
+    Given inline, ansible-runner would put them on the command line, where any user sees
+    them in the process list and the run's artifacts keep them in their command file.
+    """
+    if not extravars:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="mwctl-vars-") as scratch:
+        path = Path(scratch) / "extravars.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(dict(extravars), handle)
+        yield path
+
+
 def run_playbook(  # noqa: PLR0913 - each argument maps to one ansible-playbook option
     project: Project,
     playbook: str,
@@ -203,6 +226,12 @@ def run_playbook(  # noqa: PLR0913 - each argument maps to one ansible-playbook 
     once a second; when it returns True the playbook is stopped and its status is
     `canceled`. Failed tasks (neither rescued nor ignored) are kept as `failed_items`.
     """
+    if shutil.which("ansible-playbook") is None:
+        msg = (
+            "ansible-playbook is not on PATH; install the project (make venv) and run mwctl from "
+            "its virtualenv, or put .venv/bin on PATH"
+        )
+        raise ProjectError(msg)
     ident = f"{Path(playbook).stem}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     cmdline = [flag for flag, wanted in (("--check", check), ("--diff", diff)) if wanted]
     private_dir.mkdir(parents=True, exist_ok=True)
@@ -225,23 +254,25 @@ def run_playbook(  # noqa: PLR0913 - each argument maps to one ansible-playbook 
         stop_processes(ident)
         return True
 
-    runner = ansible_runner.run(
-        private_data_dir=str(private_dir),
-        project_dir=str(project.root),
-        playbook=str(project.root / playbook),
-        inventory=str(inventory or project.lab_inventory),
-        extravars=dict(extravars or {}),
-        cmdline=" ".join(cmdline) or None,
-        limit=limit,
-        tags=",".join(tags) or None,
-        envvars={**project.env(), _MARKER: ident},
-        ident=ident,
-        quiet=quiet,
-        suppress_env_files=True,
-        event_handler=on_event,
-        cancel_callback=on_poll,
-        settings={"pexpect_timeout": _POLL_SECONDS},
-    )
+    with _extravars_file(extravars or {}) as extravars_path:
+        if extravars_path is not None:
+            cmdline += ["--extra-vars", f"@{extravars_path}"]
+        runner = ansible_runner.run(
+            private_data_dir=str(private_dir),
+            project_dir=str(project.root),
+            playbook=str(project.root / playbook),
+            inventory=str(inventory or project.lab_inventory),
+            cmdline=shlex.join(cmdline) or None,
+            limit=limit,
+            tags=",".join(tags) or None,
+            envvars={**project.env(), _MARKER: ident},
+            ident=ident,
+            quiet=quiet,
+            suppress_env_files=True,
+            event_handler=on_event,
+            cancel_callback=on_poll,
+            settings={"pexpect_timeout": _POLL_SECONDS},
+        )
     # Nothing of a playbook outlives its run: workers left by a cancel or a crash are ended.
     leftover = stop_processes(ident)
     if leftover:
