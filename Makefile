@@ -18,11 +18,12 @@ export MW_REPO_DIR := $(CURDIR)
 # Ordered stages of `make test`; each is also a target of its own.
 STAGES := lint-yaml lint-ansible lint-python typecheck syntax unit lab-fresh integration molecule lab-cycle
 
-.PHONY: help deps venv demo lab lab-fresh lab-down test $(STAGES)
+.PHONY: help deps venv demo bench lab lab-fresh lab-down test $(STAGES)
 
 help:
 	@echo "make demo   bring the lab up and run the maintenance window against it"
 	@echo "make test   run every check: $(STAGES)"
+	@echo "make bench  measure renames, host scaling and the whole window; print the figures"
 	@echo "make lab / make lab-down   start or remove the built-in lab only"
 
 deps:
@@ -53,6 +54,15 @@ lab-down: venv
 demo: lab-fresh
 	$(BIN)/mwctl run -q
 
+# Figures, not pass/fail: rename throughput against the loops ops would write, host
+# scaling, and the window phase by phase. It ends with the lab rolled back to its seed.
+bench: deps venv $(VENV)/.bench-installed
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+$(VENV)/.bench-installed: pyproject.toml
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $@
+
 lab-fresh: deps venv
 	$(BIN)/mwctl lab down -q
 	$(BIN)/mwctl lab up -q
@@ -73,11 +83,11 @@ lint-ansible: venv
 	$(BIN)/ansible-lint --profile production
 
 lint-python: venv
-	$(BIN)/ruff check src tests roles
-	$(BIN)/ruff format --check src tests roles
+	$(BIN)/ruff check src tests roles plugins benchmarks
+	$(BIN)/ruff format --check src tests roles plugins benchmarks
 
 typecheck: venv
-	$(BIN)/mypy src
+	$(BIN)/mypy src benchmarks
 
 syntax: venv
 	@for pb in maintenance.yml rollback.yml playbooks/*.yml playbooks/lab/*.yml; do \

@@ -9,10 +9,12 @@ import json
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mwctl.project import Project
 from tests.integration.conftest import REPO, run_playbook_cli
@@ -106,6 +108,41 @@ def test_window_renamed_every_script_and_reference(lab: Project) -> None:
         "registry1", "mariadb -N -B -e 'SELECT name FROM script_registry.scripts'"
     ).split()
     assert set(targets) <= set(registered)
+
+
+def lab_secrets() -> list[str]:
+    """The lab inventory's secret values: what no file of a run may hold."""
+    settings = yaml.safe_load(
+        (REPO / "inventory" / "lab" / "group_vars" / "lab.yml").read_text(encoding="utf-8")
+    )
+    keys = [k for k in settings if any(w in k for w in ("password", "token", "secret"))]
+    return [str(settings[k]) for k in keys if settings[k]]
+
+
+def files_holding(root: Path, secrets: list[str]) -> list[str]:
+    """Files under root, and members of the archives among them, that hold a secret."""
+    found = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        blobs = [(str(path), path.read_bytes())]
+        if tarfile.is_tarfile(path):
+            with tarfile.open(path) as archive:
+                blobs += [
+                    (f"{path}:{member.name}", archive.extractfile(member).read())  # type: ignore[union-attr]
+                    for member in archive.getmembers()
+                    if member.isfile()
+                ]
+        found += [name for name, blob in blobs if any(s.encode() in blob for s in secrets)]
+    return found
+
+
+def test_no_file_of_the_runs_holds_a_secret(lab: Project) -> None:
+    assert REHEARSAL, "the rehearsal did not succeed"
+    assert WINDOW_RUN, "the window did not run"
+    secrets = lab_secrets()
+    assert secrets, "the lab inventory names no secret; this test would prove nothing"
+    checked = [lab.runs_dir / run for run in (*REHEARSAL, *WINDOW_RUN)]
+    assert all(run.is_dir() for run in checked)
+    assert [f for run in checked for f in files_holding(run, secrets)] == []
 
 
 def test_execute_phase_rerun_changes_nothing(lab: Project) -> None:
