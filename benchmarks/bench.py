@@ -348,9 +348,11 @@ def bench_window(project: Project) -> list[dict[str, Any]]:
                 (project.runs_dir / run_id / "run.json").read_text(encoding="utf-8")
             )
             row["run_id"] = run_id
+            # A rollback is recorded in the run it rolls back, beside that run's phases.
+            steps = record.get("rollbacks", [])[-1:] if label == "rollback" else record["phases"]
             row["phases"] = {
                 p["name"]: round(p["finished"] - p["started"], 1)
-                for p in record.get("phases", [])
+                for p in steps
                 if p.get("finished") and p.get("started")
             }
         print(f"  {label}: {wall:.0f} s {row['phases']}", flush=True)
