@@ -316,7 +316,7 @@ def render_html(record: RunRecord, run_dir: Path | None = None) -> str:
 def render_junit(record: RunRecord) -> str:
     """The run as JUnit XML: one test case per phase attempt and rollback."""
     entries = [*record.phases, *record.rollbacks]
-    failing = {"failed", "canceled", "timeout", "error"}
+    failing = {"failed", "canceled", "timeout", "error", "interrupted"}
     suite = ET.Element(
         "testsuite",
         name=f"mwctl.{record.mode}.{record.run_id}",

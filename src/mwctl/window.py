@@ -499,6 +499,11 @@ def resume_window(  # noqa: PLR0913 - each argument is one option of the window
     if window:
         window.check(sum(p.budget_seconds for p in plan[start:]))
     with window_lock(project.runs_dir, run_id, take_over_stale=take_over_stale_lock):
+        # An attempt still marked running was cut short with mwctl (its control node died or
+        # it was killed): it did not finish, whatever its playbook got to do.
+        for entry in (*record.phases, *record.rollbacks):
+            if entry.status == "running":
+                entry.status = "interrupted"
         record.outcome = "running"
         record.finished = None
         if window:

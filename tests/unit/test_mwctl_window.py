@@ -282,3 +282,28 @@ def test_a_daemon_started_by_a_task_outlives_its_playbook(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_resume_marks_an_attempt_cut_short_as_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = make_project(tmp_path, monkeypatch)
+    phases = [phase(project, "preflight"), phase(project, "go")]
+    first = run_window(project, inventory=inventory(project), phases=phases, policy=POLICY)
+    assert first.outcome == "succeeded"
+    # What a run killed during "go" leaves behind: the phase and the run still running.
+    path = project.runs_dir / first.run_id / "run.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["outcome"] = "running"
+    data["phases"][-1].update(status="running", finished=None, rc=None)
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+    resumed = resume_window(project, first.run_id, phases=phases, policy=POLICY)
+
+    assert resumed.outcome == "succeeded"
+    stored = load_record(project.runs_dir / first.run_id)
+    assert [(p.name, p.status, p.attempt) for p in stored.phases] == [
+        ("preflight", "successful", 1),
+        ("go", "interrupted", 1),
+        ("go", "successful", 2),
+    ]
