@@ -141,13 +141,15 @@ def _host_stats(stats: Mapping[str, Mapping[str, int]] | None) -> dict[str, Host
     }
 
 
-def _marked_processes(ident: str) -> list[int]:
-    """Pids of the live ansible-playbook processes (and workers) of the playbook run `ident`.
+def _marked_processes(ident: str | None = None) -> list[int]:
+    """Pids of the live ansible-playbook processes (and workers) of one playbook run.
+
+    That is the run `ident`, or every run mwctl started when `ident` is None.
 
     Only ansible's own processes count: a daemon that a task started (podman's DNS server,
     an ssh control master) inherits the marker too, and must outlive the playbook.
     """
-    wanted = f"{_MARKER}={ident}".encode()
+    wanted = f"{_MARKER}={ident or ''}".encode()
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -160,7 +162,10 @@ def _marked_processes(ident: str) -> list[int]:
         ansible = any(
             Path(arg.decode(errors="replace")).name == "ansible-playbook" for arg in argv[:2]
         )
-        if ansible and wanted in environ.split(b"\0"):
+        variables = environ.split(b"\0")
+        if ansible and (
+            wanted in variables if ident else any(v.startswith(wanted) for v in variables)
+        ):
             pids.append(int(entry.name))
     return pids
 

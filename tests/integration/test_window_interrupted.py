@@ -24,6 +24,7 @@ import pytest
 
 from mwctl.errors import LockHeldError, StaleLockError
 from mwctl.lock import LOCK_NAME
+from mwctl.playbook import _marked_processes
 from mwctl.project import Project
 from tests.integration.conftest import REPO
 from tests.integration.lab_state import differences, fingerprint
@@ -31,7 +32,6 @@ from tests.integration.lab_state import differences, fingerprint
 MWCTL = Path(sys.executable).parent / "mwctl"
 # Phases 1 and 2 take about two minutes on the lab; this bounds the wait for phase 3.
 PHASE_WAIT_SECONDS = 900
-MARKER = b"MWCTL_PLAYBOOK_IDENT="
 
 
 def mwctl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -50,42 +50,23 @@ def running_phase(run_dir: Path) -> str | None:
     return running[-1] if running else None
 
 
-def playbook_processes() -> list[int]:
-    """ansible-playbook processes started by mwctl, workers included.
+def kill_everything(window: subprocess.Popen[str]) -> None:
+    """SIGKILL mwctl and every playbook process, with no chance to clean up.
 
     Ansible puts its workers in sessions of their own, out of reach of a process-group
-    kill, so they are found by the marker mwctl sets in their environment. Daemons a task
-    started (podman's DNS server among them) inherit the marker too; they are not the
-    control node's run, and the lab needs them.
+    kill; they are found by the marker mwctl sets in their environment, as mwctl does.
     """
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes()
-        except OSError:
-            continue
-        ansible = any(arg.endswith(b"/ansible-playbook") for arg in argv[:2])
-        if ansible and MARKER in environ:
-            found.append(int(proc.name))
-    return found
-
-
-def kill_everything(window: subprocess.Popen[str]) -> None:
-    """SIGKILL mwctl and every playbook process, with no chance to clean up."""
     os.killpg(window.pid, signal.SIGKILL)
     window.wait(timeout=30)
-    for pid in playbook_processes():
+    for pid in _marked_processes():
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             continue
     deadline = time.monotonic() + 30
-    while playbook_processes() and time.monotonic() < deadline:
+    while _marked_processes() and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert playbook_processes() == []
+    assert _marked_processes() == []
 
 
 def record_of(project: Project, run_id: str) -> dict[str, Any]:
