@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shlex
 
+from ansible.errors import AnsibleConnectionFailure
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.connection import ConnectionBase, ensure_connect
 from ansible_collections.containers.podman.plugins.connection.podman import (
@@ -65,6 +66,12 @@ DOCUMENTATION = """
 """
 
 
+# podman's own exit status when it could not run the command, and what it says when the
+# container is missing or not running.
+_PODMAN_ERROR = 125
+_NOT_RUNNING = (b"no such container", b"container state improper")
+
+
 class Connection(PodmanConnection):  # type: ignore[misc]
     """containers.podman's podman connection, with pipelining."""
 
@@ -82,7 +89,7 @@ class Connection(PodmanConnection):  # type: ignore[misc]
         # Without in_data this is the parent's call; with it, stdin must be attached.
         if in_data is None:
             result: tuple[int, bytes, bytes] = super().exec_command(cmd, sudoable=sudoable)
-            return result
+            return self._reached(result)
         ConnectionBase.exec_command(self, cmd, in_data=in_data, sudoable=sudoable)
         # A piped module unpacks itself under TMPDIR. In /tmp it can vanish mid-run while
         # the container boots: systemd-tmpfiles empties /tmp then. /var/tmp is kept.
@@ -90,5 +97,19 @@ class Connection(PodmanConnection):  # type: ignore[misc]
         if self.user:
             exec_args += ["--user", self.user]
         argv = shlex.split(to_native(cmd, errors="surrogate_or_strict"))
-        rc, stdout, stderr = self._podman(exec_args, argv, in_data)
-        return rc, stdout, stderr
+        return self._reached(self._podman(exec_args, argv, in_data))
+
+    def _reached(self, result: tuple[int, bytes, bytes]) -> tuple[int, bytes, bytes]:
+        """`result`, unless podman could not run the command in the container at all.
+
+        A missing or stopped container is a host that cannot be reached, not a command that
+        failed: Ansible must mark it unreachable, as it does a host SSH cannot reach.
+        """
+        rc, _, stderr = result
+        if rc == _PODMAN_ERROR and any(reason in stderr for reason in _NOT_RUNNING):
+            msg = (
+                f"container {self._container_id} cannot run commands: "
+                f"{to_native(stderr, errors='surrogate_or_strict').strip()}"
+            )
+            raise AnsibleConnectionFailure(msg)
+        return result

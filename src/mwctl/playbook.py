@@ -9,6 +9,7 @@ import os
 import shlex
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import uuid
@@ -208,6 +209,30 @@ def _extravars_file(extravars: Mapping[str, Any]) -> Iterator[Path | None]:
         yield path
 
 
+def _ansible_bin_dir() -> Path:
+    """The directory of the ansible-playbook to run: beside mwctl's Python, else on PATH.
+
+    mwctl started as .venv/bin/mwctl, without the virtualenv on PATH, runs the Ansible
+    installed with it rather than another one or none.
+    """
+    beside = Path(sys.executable).parent
+    if (beside / "ansible-playbook").is_file():
+        return beside
+    found = shutil.which("ansible-playbook")
+    if found is None:
+        msg = (
+            f"ansible-playbook is neither beside {sys.executable} nor on PATH; install the "
+            "project (make venv) and run mwctl from its virtualenv, or put .venv/bin on PATH"
+        )
+        raise ProjectError(msg)
+    return Path(found).parent
+
+
+def _search_path(first: Path) -> str:
+    rest = [entry for entry in os.environ.get("PATH", "").split(os.pathsep) if entry]
+    return os.pathsep.join([str(first), *(entry for entry in rest if entry != str(first))])
+
+
 def run_playbook(  # noqa: PLR0913 - each argument maps to one ansible-playbook option
     project: Project,
     playbook: str,
@@ -231,12 +256,7 @@ def run_playbook(  # noqa: PLR0913 - each argument maps to one ansible-playbook 
     once a second; when it returns True the playbook is stopped and its status is
     `canceled`. Failed tasks (neither rescued nor ignored) are kept as `failed_items`.
     """
-    if shutil.which("ansible-playbook") is None:
-        msg = (
-            "ansible-playbook is not on PATH; install the project (make venv) and run mwctl from "
-            "its virtualenv, or put .venv/bin on PATH"
-        )
-        raise ProjectError(msg)
+    bin_dir = _ansible_bin_dir()
     ident = f"{Path(playbook).stem}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
     cmdline = [flag for flag, wanted in (("--check", check), ("--diff", diff)) if wanted]
     private_dir.mkdir(parents=True, exist_ok=True)
@@ -270,7 +290,7 @@ def run_playbook(  # noqa: PLR0913 - each argument maps to one ansible-playbook 
             cmdline=shlex.join(cmdline) or None,
             limit=limit,
             tags=",".join(tags) or None,
-            envvars={**project.env(), _MARKER: ident},
+            envvars={**project.env(), _MARKER: ident, "PATH": _search_path(bin_dir)},
             ident=ident,
             quiet=quiet,
             suppress_env_files=True,

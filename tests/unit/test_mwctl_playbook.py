@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
@@ -62,13 +63,32 @@ def test_extra_vars_reach_the_play_but_no_record_or_command_line(
     assert list(scratch.iterdir()) == []
 
 
+def test_the_ansible_beside_mwctls_python_runs_without_it_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = make_project(tmp_path, monkeypatch)
+    name = playbook(project, "plain", "- ansible.builtin.debug:\n        msg: ok")
+    # Where the virtualenv's mwctl is started by its path: the system's PATH only.
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+
+    result = run_playbook(
+        project, name, private_dir=tmp_path / "runner", inventory=inventory(project)
+    )
+    assert (result.status, result.rc) == ("successful", 0)
+    command = next((tmp_path / "runner").rglob("command")).read_text(encoding="utf-8")
+    assert str(Path(sys.executable).parent) in command
+
+
 def test_a_missing_ansible_playbook_is_named_before_anything_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = make_project(tmp_path, monkeypatch)
     name = playbook(project, "never", "- ansible.builtin.debug:\n        msg: ok")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "empty" / "python3"))
 
-    with pytest.raises(ProjectError, match=r"ansible-playbook is not on PATH.*make venv"):
+    with pytest.raises(
+        ProjectError, match=r"ansible-playbook is neither beside .* nor on PATH.*make venv"
+    ):
         run_playbook(project, name, private_dir=tmp_path / "runner", inventory=inventory(project))
     assert not (tmp_path / "runner").exists()
