@@ -19,7 +19,15 @@ from mwctl.plan import default_manifest, make_plan, render_plan
 from mwctl.policy import load_policy
 from mwctl.progress import Progress, StreamProgress
 from mwctl.project import Project
-from mwctl.report import FORMATS, list_runs, runs_table, status_text, summary_table, write_reports
+from mwctl.report import (
+    FORMATS,
+    list_runs,
+    runs_table,
+    state_verdict,
+    status_text,
+    summary_table,
+    write_reports,
+)
 from mwctl.schedule import TimeWindow
 from mwctl.state import capture_state, diff_states, load_state, render_differences, summarize
 from mwctl.window import RunRecord, load_record, resume_window, rollback_run, run_window
@@ -194,6 +202,10 @@ def _finish(project: Project, record: RunRecord, good: set[str] = _GOOD) -> int:
     print(summary_table(record))
     for item in record.failed_items:
         print(f"follow-up: {item.phase} {item.host}: {item.task}: {item.msg}")
+    for check in record.state_checks:
+        print(f"state after {check.after}: {state_verdict(check)}")
+        for difference in check.differences[:20]:
+            print(f"  {difference}")
     print(f"\n{record.mode} {record.run_id}: {record.outcome}")
     print(f"report: {reports['md']}")
     return 0 if record.outcome in good else 1

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mwctl.project import Project
-from mwctl.window import PhaseRecord, RunRecord, load_record
+from mwctl.window import PRE_WINDOW_STATE, PhaseRecord, RunRecord, StateCheck, load_record
 
 FORMATS = ("md", "html", "junit", "json")
 _FILES = {
@@ -123,6 +123,19 @@ def summary_table(record: RunRecord) -> str:
     return "\n".join(lines)
 
 
+# Differences listed per comparison in a report; the state manifests hold them all.
+_SHOWN_DIFFERENCES = 50
+
+
+def state_verdict(check: StateCheck) -> str:
+    """What a comparison with the pre-window state says, in a few words."""
+    if check.equal is None:
+        return f"not compared: {check.error}"
+    if check.equal:
+        return "state unchanged" if check.after == "rehearsal" else "restored exactly"
+    return f"{len(check.differences)} differences from the pre-window state"
+
+
 def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -177,6 +190,21 @@ def render_markdown(record: RunRecord, run_dir: Path | None = None) -> str:
             f"\n- {_day(r.started)}: {r.trigger}, {r.status} in {_seconds(r.duration)}: {r.reason}"
             for r in record.rollbacks
         ]
+    if record.state_checks:
+        parts.append(
+            f"\n\n## State against the pre-window state (`{PRE_WINDOW_STATE}`)\n\n"
+            "| after | verdict | manifest |\n|---|---|---|"
+        )
+        parts += [
+            f"\n| {c.after} | {_cell(state_verdict(c))} | `{c.manifest}` |"
+            for c in record.state_checks
+        ]
+        for check in record.state_checks:
+            if check.differences:
+                parts.append(f"\n\nDifferences after {check.after}:\n")
+                parts += [f"\n- {_cell(d)}" for d in check.differences[:_SHOWN_DIFFERENCES]]
+                if len(check.differences) > _SHOWN_DIFFERENCES:
+                    parts.append(f"\n- ... and more, in `{check.manifest}`")
     if record.approvals:
         parts.append("\n\n## Approvals\n")
         parts += [f"\n- {a['role']}: {a['name']} at {a['at']}" for a in record.approvals]
@@ -303,6 +331,22 @@ def render_html(record: RunRecord, run_dir: Path | None = None) -> str:
                         _esc(r.reason),
                     )
                     for r in record.rollbacks
+                ),
+            ),
+        ]
+    if record.state_checks:
+        sections += [
+            "<h2>State against the pre-window state</h2>",
+            _rows(
+                ("after", "verdict", "manifest", "differences"),
+                (
+                    (
+                        _esc(c.after),
+                        f'<span class="{css[c.equal]}">{_esc(state_verdict(c))}</span>',
+                        _esc(c.manifest),
+                        "<br>".join(_esc(d) for d in c.differences[:_SHOWN_DIFFERENCES]) or "-",
+                    )
+                    for c in record.state_checks
                 ),
             ),
         ]

@@ -73,7 +73,14 @@ class Difference:
     after: Any
 
 
-def capture_state(project: Project, inventory: Path, out: Path, *, quiet: bool = True) -> Path:
+def capture_state(
+    project: Project,
+    inventory: Path,
+    out: Path,
+    *,
+    quiet: bool = True,
+    private_dir: Path | None = None,
+) -> Path:
     """Run the capture playbook on `inventory` and write its manifest at `out`.
 
     The playbook writes into a file beside `out` first; `out` is replaced only by a complete,
@@ -84,6 +91,8 @@ def capture_state(project: Project, inventory: Path, out: Path, *, quiet: bool =
         inventory: The inventory whose hosts are captured.
         out: Where the manifest goes; its directory is created when missing.
         quiet: Hide the playbook's output.
+        private_dir: Where ansible-runner keeps the playbook's artifacts; by default
+            `state-runner` in the runs directory.
 
     Returns:
         The manifest's absolute path.
@@ -102,7 +111,7 @@ def capture_state(project: Project, inventory: Path, out: Path, *, quiet: bool =
         result = run_playbook(
             project,
             PLAYBOOK,
-            private_dir=project.runs_dir / "state-runner",
+            private_dir=private_dir or project.runs_dir / "state-runner",
             inventory=inventory,
             extravars={"state_manifest_out": str(partial)},
             check=False,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mwctl.approvals import load_approvals, missing_roles
-from mwctl.errors import RefusedError, UsageError
+from mwctl.errors import MwctlError, RefusedError, UsageError
 from mwctl.lock import window_lock
 from mwctl.playbook import (
     HostStats,
@@ -38,6 +38,8 @@ from mwctl.provenance import (
     worktree_sha256,
 )
 from mwctl.schedule import TimeWindow
+from mwctl.state import PLAYBOOK as STATE_PLAYBOOK
+from mwctl.state import capture_state, diff_states, load_state, render_difference
 
 __all__ = [
     "PHASES",
@@ -48,6 +50,7 @@ __all__ = [
     "PhaseRecord",
     "RollbackRecord",
     "RunRecord",
+    "StateCheck",
     "code_revision",
     "file_sha256",
     "load_record",
@@ -61,7 +64,16 @@ log = logging.getLogger(__name__)
 
 _MINUTE = 60.0
 # Outcomes after which continuing the window forwards makes no sense.
-_FINAL = {"succeeded", "succeeded-with-follow-up", "rolled-back", "rollback-failed"}
+_FINAL = {
+    "succeeded",
+    "succeeded-with-follow-up",
+    "rolled-back",
+    "rolled-back-with-differences",
+    "rollback-failed",
+}
+# The state the window starts from, captured in the run directory just before its first
+# change; rehearsals and rollbacks are judged against it.
+PRE_WINDOW_STATE = Path("state") / "pre-window.json"
 
 
 @dataclass(frozen=True)
@@ -194,6 +206,25 @@ class PhaseFailure:
 
 
 @dataclass
+class StateCheck:
+    """The state after a rehearsal or a rollback, compared with the pre-window state.
+
+    Attributes:
+        after: What ran before the capture: `rehearsal` or `rollback N`.
+        manifest: The capture, relative to the run directory.
+        equal: Whether it equals the pre-window state; None when it could not be compared.
+        differences: Every difference, rendered for people to read.
+        error: Why it could not be compared.
+    """
+
+    after: str
+    manifest: str
+    equal: bool | None = None
+    differences: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass
 class RunRecord:
     """The record of one run of the window: run.json in the run directory."""
 
@@ -221,6 +252,7 @@ class RunRecord:
     failed_items: list[PhaseFailure] = field(default_factory=list)
     rollbacks: list[RollbackRecord] = field(default_factory=list)
     budget_seconds: float | None = None
+    state_checks: list[StateCheck] = field(default_factory=list)
 
     def write(self, run_dir: Path) -> Path:
         """Write run.json atomically and return its path."""
@@ -276,6 +308,7 @@ def load_record(run_dir: Path) -> RunRecord:
     record.rollbacks = [_phase_record(RollbackRecord, r) for r in data.get("rollbacks", [])]
     record.decisions = [_build(Decision, d) for d in data.get("decisions", [])]
     record.failed_items = [_build(PhaseFailure, f) for f in data.get("failed_items", [])]
+    record.state_checks = [_build(StateCheck, c) for c in data.get("state_checks", [])]
     return record
 
 
@@ -770,6 +803,8 @@ def _drive(context: _Context, record: RunRecord, *, start: int) -> None:
             )
             log.warning("%s: %s is not in this checkout yet", phase.name, phase.playbook)
             continue
+        if not phase.no_go and not _record_pre_window_state(context, record):
+            break
         result, watch = _run_phase(context, record, phase, done)
         if watch.cancel:
             if phase.no_go:
@@ -783,8 +818,94 @@ def _drive(context: _Context, record: RunRecord, *, start: int) -> None:
             break
     else:
         _settle(context, record)
+    if context.check:
+        _prove_rehearsal(context, record)
     record.finished = time.time()
     record.write(context.run_dir)
+
+
+def _record_pre_window_state(context: _Context, record: RunRecord) -> bool:
+    """Capture the pre-window state before the run's first change; False on a no-go.
+
+    A run that already went past its first change without a capture (one started by an
+    older mwctl) gets none: what its hosts hold now is not the pre-window state.
+    """
+    path = context.run_dir / PRE_WINDOW_STATE
+    changing = {p.name for p in context.plan if not p.no_go}
+    if path.is_file() or any(p.name in changing for p in record.phases):
+        return True
+    if not (context.project.root / STATE_PLAYBOOK).is_file():
+        log.warning("no %s in this checkout: the pre-window state is not recorded", STATE_PLAYBOOK)
+        return True
+    try:
+        capture_state(
+            context.project,
+            context.inventory,
+            path,
+            quiet=context.quiet,
+            private_dir=context.run_dir / "runner",
+        )
+    except MwctlError as error:
+        record.decide(
+            "no-go",
+            f"the pre-window state could not be recorded, so a rollback could not be proved: "
+            f"{scrub(str(error), context.secrets)}; nothing was changed: fix that and rerun",
+        )
+        record.outcome = "no-go"
+        return False
+    return True
+
+
+def _compare_with_pre_window(
+    context: _Context, record: RunRecord, after: str, name: str
+) -> StateCheck:
+    """Capture the state now and record how it differs from the pre-window state."""
+    pre = context.run_dir / PRE_WINDOW_STATE
+    out = context.run_dir / "state" / name
+    check = StateCheck(after=after, manifest=str(out.relative_to(context.run_dir)))
+    try:
+        if not pre.is_file():
+            msg = f"this run has no pre-window state ({PRE_WINDOW_STATE}) to compare with"
+            raise UsageError(msg)
+        capture_state(
+            context.project,
+            context.inventory,
+            out,
+            quiet=context.quiet,
+            private_dir=context.run_dir / "runner",
+        )
+        differences = diff_states(load_state(pre), load_state(out))
+    except MwctlError as error:
+        check.error = scrub(str(error), context.secrets)
+        log.warning("state after %s not compared: %s", after, check.error)
+    else:
+        check.equal = not differences
+        check.differences = [scrub(render_difference(d), context.secrets) for d in differences]
+        log.info(
+            "state after %s: %s",
+            after,
+            "equal to the pre-window state" if check.equal else f"{len(differences)} differences",
+        )
+    record.state_checks.append(check)
+    record.write(context.run_dir)
+    return check
+
+
+def _prove_rehearsal(context: _Context, record: RunRecord) -> None:
+    """A rehearsal must leave the state as it found it; one that did not has failed."""
+    if not (context.run_dir / PRE_WINDOW_STATE).is_file():
+        return
+    check = _compare_with_pre_window(context, record, "rehearsal", "after-rehearsal.json")
+    if check.equal is False:
+        record.decide(
+            "stop",
+            f"the rehearsal changed the state it must leave alone ({len(check.differences)} "
+            f"differences, first: {check.differences[0]}): the check-mode support of a step "
+            "is broken; do not run the window until that is fixed",
+        )
+        record.outcome = "failed"
+    elif check.equal is None:
+        record.decide("unproven", f"the state after the rehearsal was not compared: {check.error}")
 
 
 def _roll_back(context: _Context, record: RunRecord, *, trigger: str, reason: str) -> None:
@@ -827,4 +948,27 @@ def _roll_back(context: _Context, record: RunRecord, *, trigger: str, reason: st
     entry.hosts = result.hosts
     context.progress.phase_ended(phase.name, entry.status, result.duration)
     record.outcome = "rolled-back" if result.succeeded else "rollback-failed"
+    record.write(context.run_dir)
+    if result.succeeded:
+        _prove_rollback(context, record, entry.attempt)
+
+
+def _prove_rollback(context: _Context, record: RunRecord, attempt: int) -> None:
+    """A rollback is exact when the state equals the pre-window state; else say how not."""
+    if not (context.project.root / STATE_PLAYBOOK).is_file():
+        return
+    check = _compare_with_pre_window(
+        context, record, f"rollback {attempt}", f"after-rollback-{attempt}.json"
+    )
+    if check.equal:
+        record.decide("restored-exactly", "the state equals the pre-window state")
+    elif check.equal is False:
+        record.decide(
+            "restored-with-differences",
+            f"{len(check.differences)} differences from the pre-window state: "
+            + "; ".join(check.differences[:10]),
+        )
+        record.outcome = "rolled-back-with-differences"
+    else:
+        record.decide("unproven", f"the state after the rollback was not compared: {check.error}")
     record.write(context.run_dir)

@@ -74,6 +74,8 @@ def test_rehearsal_changes_nothing(pre_window: dict[str, str]) -> None:
     assert record["outcome"] == "succeeded", record
     REHEARSAL.append(str(record["run_id"]))
     assert differences(pre_window, fingerprint()) == []
+    # mwctl's own proof, from its state manifests: taken before phase 1 and after phase 4.
+    assert [(c["after"], c["equal"]) for c in record["state_checks"]] == [("rehearsal", True)]
 
 
 @pytest.mark.usefixtures("lab")
@@ -154,12 +156,22 @@ def test_execute_phase_rerun_changes_nothing(lab: Project) -> None:
 
 
 def test_rollback_restores_the_pre_window_state(lab: Project, pre_window: dict[str, str]) -> None:
-    result = run_playbook_cli(lab, "rollback.yml")
-    assert result.returncode == 0, result.stdout[-4000:]
+    assert WINDOW_RUN, "the window did not run"
+    result = mwctl("rollback", "-q", WINDOW_RUN[0])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record = run_record(result.stdout)
+    assert record["outcome"] == "rolled-back", record["decisions"]
+    # The state manifest after the rollback equals the one taken before phase 1.
+    (check,) = record["state_checks"]
+    assert (check["after"], check["equal"], check["differences"]) == ("rollback 1", True, [])
+    assert record["decisions"][-1]["kind"] == "restored-exactly"
+    report = (lab.runs_dir / WINDOW_RUN[0] / "report.md").read_text(encoding="utf-8")
+    assert "| rollback 1 | restored exactly |" in report
     assert differences(pre_window, fingerprint()) == []
 
 
 def test_second_rollback_changes_nothing(lab: Project, pre_window: dict[str, str]) -> None:
+    # As ops run it by hand: the latest verified backup on each host.
     result = run_playbook_cli(lab, "rollback.yml")
     assert result.returncode == 0, result.stdout[-4000:]
     assert {
