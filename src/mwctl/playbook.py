@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -31,6 +32,13 @@ CancelCallback = Callable[[], bool]
 # Events of a task failing on a host. A rescued failure emits the same event, so only the
 # hosts the recap counts as failed or unreachable keep theirs.
 _FAILED_EVENTS = {"runner_on_failed", "runner_on_unreachable"}
+# What the roles' tasks say when check mode keeps a step from doing its work ("Check mode:
+# ...", "Not rehearsed: ..."). Only such notes can be collected: ansible-runner's event for
+# a skipped task carries no result, so a command that check mode skipped, or a module
+# without check mode support, cannot be told from a task skipped by its `when`. The roles
+# follow the convention that every step a rehearsal cannot carry out says so.
+_REHEARSAL_NOTE = re.compile(r"^(check mode|not rehearsed)\b", re.IGNORECASE)
+_NOTE_EVENTS = {"runner_on_ok"}
 # How often, at most, ansible-runner polls the cancel callback while a playbook is quiet.
 _POLL_SECONDS = 1
 
@@ -80,6 +88,19 @@ def _failed_item(event: Mapping[str, Any]) -> FailedItem | None:
     )
 
 
+def _rehearsal_note(event: Mapping[str, Any]) -> FailedItem | None:
+    """A task's note that check mode kept it from doing its work, if the event holds one."""
+    if event.get("event") not in _NOTE_EVENTS:
+        return None
+    data = event.get("event_data") or {}
+    msg = (data.get("res") or {}).get("msg")
+    if not isinstance(msg, str) or not _REHEARSAL_NOTE.match(msg.strip()):
+        return None
+    return FailedItem(
+        host=str(data.get("host", "?")), task=str(data.get("task", "?")), msg=msg.strip()[:600]
+    )
+
+
 @dataclass(frozen=True)
 class PlaybookResult:
     """The outcome of one playbook run, as ansible-runner recorded it."""
@@ -93,6 +114,7 @@ class PlaybookResult:
     artifact_dir: Path
     hosts: dict[str, HostStats] = field(default_factory=dict)
     failed_items: list[FailedItem] = field(default_factory=list)
+    notes: list[FailedItem] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -254,7 +276,8 @@ def run_playbook(  # noqa: PLR0913 - each argument maps to one ansible-playbook 
     events. Environment files are not written into the private directory, so nothing the
     environment holds ends up in a run's records. `cancel_callback` is polled at least
     once a second; when it returns True the playbook is stopped and its status is
-    `canceled`. Failed tasks (neither rescued nor ignored) are kept as `failed_items`.
+    `canceled`. Failed tasks (neither rescued nor ignored) are kept as `failed_items`; in check
+    mode, what tasks say check mode kept them from doing is kept as `notes`.
     """
     bin_dir = _ansible_bin_dir()
     ident = f"{Path(playbook).stem}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -263,11 +286,15 @@ def run_playbook(  # noqa: PLR0913 - each argument maps to one ansible-playbook 
     log.info("running %s (ident %s)", playbook, ident)
     started = time.time()
     failed: list[FailedItem] = []
+    notes: list[FailedItem] = []
 
     def on_event(event: dict[str, Any]) -> bool:
         item = _failed_item(event)
         if item is not None:
             failed.append(item)
+        note = _rehearsal_note(event) if check else None
+        if note is not None:
+            notes.append(note)
         return event_handler(event) if event_handler is not None else True
 
     def on_poll() -> bool:
@@ -315,6 +342,7 @@ def run_playbook(  # noqa: PLR0913 - each argument maps to one ansible-playbook 
         artifact_dir=Path(runner.config.artifact_dir),
         hosts=hosts,
         failed_items=[item for item in failed if item.host in bad],
+        notes=notes,
     )
     log.info("%s finished: %s rc=%s in %.1fs", playbook, result.status, result.rc, result.duration)
     return result

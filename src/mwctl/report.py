@@ -110,8 +110,10 @@ def _attempt(phase: PhaseRecord) -> str:
 
 def summary_table(record: RunRecord) -> str:
     """The per-phase table: status, times, and what changed on how many hosts."""
+    # In a rehearsal, check mode reports what would change as changed.
+    changed = "would change (tasks)" if record.mode == "rehearsal" else "changed tasks"
     lines = [
-        "| phase | status | start (UTC) | duration | changed tasks | failed hosts |",
+        f"| phase | status | start (UTC) | duration | {changed} | failed hosts |",
         "|---|---|---|---|---|---|",
     ]
     lines.extend(
@@ -138,6 +140,49 @@ def state_verdict(check: StateCheck) -> str:
 
 def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown_notes(record: RunRecord) -> list[str]:
+    """The steps a rehearsal ran without doing their work, as a Markdown section."""
+    noted = [phase for phase in record.phases if phase.rehearsal_notes]
+    if not noted:
+        return []
+    parts = [
+        (
+            "\n\n## Not carried out by the rehearsal\n\nCheck mode ran these steps without "
+            "doing their work; a real run does it.\n\n| phase | task | hosts | note |\n"
+            "|---|---|---|---|"
+        )
+    ]
+    parts += [
+        f"\n| {phase.name} | {_cell(note['task'])} | {', '.join(note['hosts'])} | "
+        f"{_cell(note['msg'])} |"
+        for phase in noted
+        for note in phase.rehearsal_notes
+    ]
+    return parts
+
+
+def _markdown_states(record: RunRecord) -> list[str]:
+    """The comparisons with the pre-window state, as a Markdown section."""
+    if not record.state_checks:
+        return []
+    parts = [
+        (
+            f"\n\n## State against the pre-window state (`{PRE_WINDOW_STATE}`)\n\n"
+            "| after | verdict | manifest |\n|---|---|---|"
+        )
+    ]
+    parts += [
+        f"\n| {c.after} | {_cell(state_verdict(c))} | `{c.manifest}` |" for c in record.state_checks
+    ]
+    for check in record.state_checks:
+        if check.differences:
+            parts.append(f"\n\nDifferences after {check.after}:\n")
+            parts += [f"\n- {_cell(d)}" for d in check.differences[:_SHOWN_DIFFERENCES]]
+            if len(check.differences) > _SHOWN_DIFFERENCES:
+                parts.append(f"\n- ... and more, in `{check.manifest}`")
+    return parts
 
 
 def render_markdown(record: RunRecord, run_dir: Path | None = None) -> str:
@@ -190,21 +235,7 @@ def render_markdown(record: RunRecord, run_dir: Path | None = None) -> str:
             f"\n- {_day(r.started)}: {r.trigger}, {r.status} in {_seconds(r.duration)}: {r.reason}"
             for r in record.rollbacks
         ]
-    if record.state_checks:
-        parts.append(
-            f"\n\n## State against the pre-window state (`{PRE_WINDOW_STATE}`)\n\n"
-            "| after | verdict | manifest |\n|---|---|---|"
-        )
-        parts += [
-            f"\n| {c.after} | {_cell(state_verdict(c))} | `{c.manifest}` |"
-            for c in record.state_checks
-        ]
-        for check in record.state_checks:
-            if check.differences:
-                parts.append(f"\n\nDifferences after {check.after}:\n")
-                parts += [f"\n- {_cell(d)}" for d in check.differences[:_SHOWN_DIFFERENCES]]
-                if len(check.differences) > _SHOWN_DIFFERENCES:
-                    parts.append(f"\n- ... and more, in `{check.manifest}`")
+    parts += _markdown_notes(record) + _markdown_states(record)
     if record.approvals:
         parts.append("\n\n## Approvals\n")
         parts += [f"\n- {a['role']}: {a['name']} at {a['at']}" for a in record.approvals]
@@ -331,6 +362,24 @@ def render_html(record: RunRecord, run_dir: Path | None = None) -> str:
                         _esc(r.reason),
                     )
                     for r in record.rollbacks
+                ),
+            ),
+        ]
+    noted = [phase for phase in record.phases if phase.rehearsal_notes]
+    if noted:
+        sections += [
+            "<h2>Not carried out by the rehearsal</h2>",
+            _rows(
+                ("phase", "task", "hosts", "note"),
+                (
+                    (
+                        _esc(phase.name),
+                        _esc(note["task"]),
+                        _esc(", ".join(note["hosts"])),
+                        _esc(note["msg"]),
+                    )
+                    for phase in noted
+                    for note in phase.rehearsal_notes
                 ),
             ),
         ]

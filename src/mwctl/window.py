@@ -18,6 +18,7 @@ from mwctl.approvals import load_approvals, missing_roles
 from mwctl.errors import MwctlError, RefusedError, UsageError
 from mwctl.lock import window_lock
 from mwctl.playbook import (
+    FailedItem,
     HostStats,
     PlaybookResult,
     changed_tasks,
@@ -158,6 +159,8 @@ class PhaseRecord:
     attempt: int = 1
     budget_seconds: float | None = None
     on_failure: str | None = None
+    # In a rehearsal: each step check mode ran without doing its work (task, hosts, msg).
+    rehearsal_notes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:
@@ -716,6 +719,7 @@ def _run_phase(
     entry.finished = time.time()
     entry.ident = result.ident
     entry.hosts = result.hosts
+    entry.rehearsal_notes = _group_notes(result.notes, context.secrets)
     context.progress.phase_ended(phase.name, entry.status, entry.finished - watch.started)
     if not watch.decided and entry.finished - watch.started > phase.budget_seconds:
         # The playbook ended between two polls: judge the overrun with the phase done,
@@ -725,6 +729,16 @@ def _run_phase(
         _on_overrun(context, record, watch, entry.finished - watch.started)
     record.write(context.run_dir)
     return result, watch
+
+
+def _group_notes(notes: Sequence[FailedItem], hidden: Sequence[str]) -> list[dict[str, Any]]:
+    """One entry per task and note, with the hosts that said it, in the order first seen."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for note in notes:
+        hosts = grouped.setdefault((note.task, scrub(note.msg, hidden)), [])
+        if note.host not in hosts:
+            hosts.append(note.host)
+    return [{"task": task, "msg": msg, "hosts": hosts} for (task, msg), hosts in grouped.items()]
 
 
 def _classify(context: _Context, phase: Phase, result: PlaybookResult) -> tuple[str, str]:

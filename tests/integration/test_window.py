@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,8 @@ import yaml
 from mwctl.project import Project
 from tests.integration.conftest import REPO, run_playbook_cli
 from tests.integration.lab_state import PROTOCOL_HOSTS, differences, fingerprint, podman_exec
+from tests.integration.window_runs import mwctl
 
-MWCTL = Path(sys.executable).parent / "mwctl"
 RECAP = re.compile(
     r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
     re.MULTILINE,
@@ -29,12 +27,6 @@ RECAP = re.compile(
 # The run ids of the rehearsal and of the window, for the steps that build on them.
 REHEARSAL: list[str] = []
 WINDOW_RUN: list[str] = []
-
-
-def mwctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(MWCTL), *args], cwd=REPO, capture_output=True, text=True, check=False
-    )
 
 
 def changed_hosts(output: str) -> dict[str, int]:

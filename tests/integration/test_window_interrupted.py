@@ -11,99 +11,36 @@ Runs after test_window.py, on the lab that test rolled back.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mwctl.errors import LockHeldError, StaleLockError
 from mwctl.lock import LOCK_NAME
-from mwctl.playbook import _marked_processes
 from mwctl.project import Project
-from tests.integration.conftest import REPO
 from tests.integration.lab_state import differences, fingerprint
-
-MWCTL = Path(sys.executable).parent / "mwctl"
-# Phases 1 and 2 take about two minutes on the lab; this bounds the wait for phase 3.
-PHASE_WAIT_SECONDS = 900
-
-
-def mwctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(MWCTL), *args], cwd=REPO, capture_output=True, text=True, check=False
-    )
-
-
-def running_phase(run_dir: Path) -> str | None:
-    """The phase run.json shows running, if any."""
-    try:
-        record = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    running = [p["name"] for p in record["phases"] if p["status"] == "running"]
-    return running[-1] if running else None
-
-
-def kill_everything(window: subprocess.Popen[str]) -> None:
-    """SIGKILL mwctl and every playbook process, with no chance to clean up.
-
-    Ansible puts its workers in sessions of their own, out of reach of a process-group
-    kill; they are found by the marker mwctl sets in their environment, as mwctl does.
-    """
-    os.killpg(window.pid, signal.SIGKILL)
-    window.wait(timeout=30)
-    for pid in _marked_processes():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            continue
-    deadline = time.monotonic() + 30
-    while _marked_processes() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _marked_processes() == []
-
-
-def record_of(project: Project, run_id: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(
-        (project.runs_dir / run_id / "run.json").read_text(encoding="utf-8")
-    )
-    return loaded
+from tests.integration.window_runs import (
+    kill_everything,
+    mwctl,
+    record_of,
+    running_phase,
+    start_window,
+    wait_for_phase,
+)
 
 
 @pytest.fixture(scope="module")
 def killed_run(lab: Project) -> dict[str, Any]:
     """Start the window, try a second one, kill the first in phase 3; what was seen."""
     before = fingerprint()
-    window = subprocess.Popen(
-        [str(MWCTL), "run", "-q"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    seen: dict[str, Any] = {"before": before}
+    window, run_id = start_window(lab)
+    seen: dict[str, Any] = {"before": before, "run_id": run_id}
     try:
-        lock = lab.runs_dir / LOCK_NAME
-        deadline = time.monotonic() + 120
-        while not lock.exists() and time.monotonic() < deadline:
-            time.sleep(0.5)
-        seen["run_id"] = json.loads(lock.read_text(encoding="utf-8"))["run_id"]
         seen["second"] = mwctl("run", "-q")
 
-        run_dir = lab.runs_dir / seen["run_id"]
-        deadline = time.monotonic() + PHASE_WAIT_SECONDS
-        while running_phase(run_dir) != "validate":
-            ended = window.poll()
-            assert ended is None, f"the window ended (rc {ended}) before phase 3"
-            assert time.monotonic() < deadline, "phase 3 did not start in time"
-            time.sleep(0.5)
+        run_dir = lab.runs_dir / run_id
+        wait_for_phase(window, run_dir, "validate")
         # Into the phase, with its playbook at work on the hosts.
         time.sleep(5)
         seen["killed_in"] = running_phase(run_dir)
@@ -148,8 +85,12 @@ def test_resume_finishes_the_run_from_phase_3(lab: Project, killed_run: dict[str
     assert not (lab.runs_dir / LOCK_NAME).exists()
 
 
-@pytest.mark.usefixtures("lab")
-def test_rollback_of_the_resumed_run_restores_the_lab(killed_run: dict[str, Any]) -> None:
+def test_rollback_of_the_resumed_run_restores_the_lab(
+    lab: Project, killed_run: dict[str, Any]
+) -> None:
     result = mwctl("rollback", killed_run["run_id"], "-q")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # Judged against the state captured before phase 1 of the first attempt.
+    checks = record_of(lab, killed_run["run_id"])["state_checks"]
+    assert [(c["after"], c["equal"]) for c in checks] == [("rollback 1", True)], checks
     assert differences(killed_run["before"], fingerprint()) == []

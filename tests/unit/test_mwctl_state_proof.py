@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mwctl.project import Project
+from mwctl.report import render_markdown
 from mwctl.window import PRE_WINDOW_STATE, Phase, rollback_run, run_window
 from tests.unit.mwctl_helpers import POLICY, inventory, make_project, phase, playbook
 
@@ -32,6 +33,16 @@ STATE_PLAYBOOK = """---
         world: "{{ playbook_dir }}/../world.txt"
 """
 FAIL = "- ansible.builtin.fail:\n        msg: broken on purpose"
+UNREHEARSABLE = (
+    "- name: say\n"
+    "      ansible.builtin.debug:\n"
+    "        msg: 'Check mode: the suite is not run'\n"
+    "      when: ansible_check_mode\n"
+    "    - name: suite\n"
+    "      ansible.builtin.command: /bin/true\n"
+    "      changed_when: false\n"
+    "      when: not ansible_check_mode"
+)
 
 
 def write_world(project: Project, content: str, *, in_check_mode: bool = False) -> str:
@@ -116,11 +127,24 @@ def test_a_rehearsal_that_changes_the_state_fails(project: Project) -> None:
         project,
         inventory=inventory(project),
         check=True,
-        phases=[phase(project, "execute", write_world(project, "renamed"))],
+        phases=[
+            phase(project, "execute", write_world(project, "renamed")),
+            phase(project, "validate", UNREHEARSABLE, hosts="localhost,local2"),
+        ],
         policy=POLICY,
     )
     assert honest.outcome == "succeeded"
     assert [(c.after, c.equal) for c in honest.state_checks] == [("rehearsal", True)]
+    # What check mode ran without doing it is listed, once per task, with its hosts.
+    assert honest.phases[0].rehearsal_notes == []
+    assert [
+        (n["task"], n["msg"], sorted(n["hosts"])) for n in honest.phases[1].rehearsal_notes
+    ] == [("say", "Check mode: the suite is not run", ["local2", "localhost"])]
+    report = render_markdown(honest)
+    assert "## Not carried out by the rehearsal" in report
+    assert "| validate | say | " in report
+    assert "Check mode: the suite is not run |" in report
+    assert "| rehearsal | state unchanged |" in report
 
     leaky = run_window(
         project,
