@@ -72,6 +72,8 @@ _FINAL = {
     "rolled-back-with-differences",
     "rollback-failed",
 }
+# How much of a failed task's message a decision's reason quotes.
+_REASON_CHARS = 400
 # The state the window starts from, captured in the run directory just before its first
 # change; rehearsals and rollbacks are judged against it.
 PRE_WINDOW_STATE = Path("state") / "pre-window.json"
@@ -535,11 +537,7 @@ def resume_window(  # noqa: PLR0913 - each argument is one option of the window
     if window:
         window.check(sum(p.budget_seconds for p in plan[start:]))
     with window_lock(project.runs_dir, run_id, take_over_stale=take_over_stale_lock):
-        # An attempt still marked running was cut short with mwctl (its control node died or
-        # it was killed): it did not finish, whatever its playbook got to do.
-        for entry in (*record.phases, *record.rollbacks):
-            if entry.status == "running":
-                entry.status = "interrupted"
+        _mark_interrupted(record)
         record.outcome = "running"
         record.finished = None
         if window:
@@ -601,12 +599,25 @@ def rollback_run(  # noqa: PLR0913 - each argument is one option of the rollback
             progress=_progress_or_none(progress),
             secrets=secret_values(given),
         )
+        _mark_interrupted(record)
         reason = f"requested by {getpass.getuser()}@{socket.gethostname()}"
         record.decide("rollback", reason)
         _roll_back(context, record, trigger="operator", reason=reason)
         record.finished = time.time()
         record.write(run_dir)
     return record
+
+
+def _mark_interrupted(record: RunRecord) -> None:
+    """Mark the attempts still recorded as running as interrupted.
+
+    Called with the window lock held, so no live mwctl runs them: they were cut short with
+    mwctl (its control node died or it was killed) and did not finish, whatever their
+    playbooks got to do.
+    """
+    for entry in (*record.phases, *record.rollbacks):
+        if entry.status == "running":
+            entry.status = "interrupted"
 
 
 @dataclass
@@ -747,7 +758,12 @@ def _classify(context: _Context, phase: Phase, result: PlaybookResult) -> tuple[
     base = f"{phase.name} {result.status} (rc={result.rc})"
     if phase.on_failure != PARTIAL:
         hosts = f" on {', '.join(failed)}" if failed else ""
-        return phase.on_failure, f"{base}{hosts}; its failures are {phase.on_failure}"
+        # The first failure says why: the rest usually follow from it.
+        first = result.failed_items[0] if result.failed_items else None
+        why = (
+            f" ({first.host}: {scrub(first.msg, context.secrets)[:_REASON_CHARS]})" if first else ""
+        )
+        return phase.on_failure, f"{base}{hosts}{why}; its failures are {phase.on_failure}"
     if not failed:
         return CRITICAL, f"{base} with no failed host: the playbook itself did not run through"
     share = len(failed) / len(result.hosts)
@@ -838,6 +854,17 @@ def _drive(context: _Context, record: RunRecord, *, start: int) -> None:
     record.write(context.run_dir)
 
 
+def _capture(context: _Context, out: Path) -> None:
+    """Capture the state of the run's hosts into `out`, with the run's other artifacts."""
+    capture_state(
+        context.project,
+        context.inventory,
+        out,
+        quiet=context.quiet,
+        private_dir=context.run_dir / "runner",
+    )
+
+
 def _record_pre_window_state(context: _Context, record: RunRecord) -> bool:
     """Capture the pre-window state before the run's first change; False on a no-go.
 
@@ -852,13 +879,7 @@ def _record_pre_window_state(context: _Context, record: RunRecord) -> bool:
         log.warning("no %s in this checkout: the pre-window state is not recorded", STATE_PLAYBOOK)
         return True
     try:
-        capture_state(
-            context.project,
-            context.inventory,
-            path,
-            quiet=context.quiet,
-            private_dir=context.run_dir / "runner",
-        )
+        _capture(context, path)
     except MwctlError as error:
         record.decide(
             "no-go",
@@ -881,13 +902,7 @@ def _compare_with_pre_window(
         if not pre.is_file():
             msg = f"this run has no pre-window state ({PRE_WINDOW_STATE}) to compare with"
             raise UsageError(msg)
-        capture_state(
-            context.project,
-            context.inventory,
-            out,
-            quiet=context.quiet,
-            private_dir=context.run_dir / "runner",
-        )
+        _capture(context, out)
         differences = diff_states(load_state(pre), load_state(out))
     except MwctlError as error:
         check.error = scrub(str(error), context.secrets)

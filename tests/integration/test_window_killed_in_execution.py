@@ -68,6 +68,8 @@ def test_rollback_restores_exactly_the_pre_window_state(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     record = record_of(lab, killed_run["run_id"])
     assert record["outcome"] == "rolled-back", record["decisions"]
+    # The attempt the kill cut short is recorded as such, not as still running.
+    assert [(p["name"], p["status"]) for p in record["phases"]][-1] == ("execute", "interrupted")
     assert [(c["after"], c["equal"]) for c in record["state_checks"]] == [("rollback 1", True)]
     assert "state after rollback 1: restored exactly" in result.stdout
     assert differences(killed_run["before"], fingerprint()) == []

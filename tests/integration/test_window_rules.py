@@ -63,6 +63,8 @@ def test_a_critical_failure_in_phase_1_rolls_back_by_itself(lab: Project) -> Non
     decision = next(d for d in record["decisions"] if d["kind"] == "rollback")
     assert decision["phase"] == "prepare"
     assert "critical" in decision["reason"]
+    # Why, from the failed task: the no-go of the final check, naming the host.
+    assert "NO-GO: proto1" in decision["reason"], decision
     assert [r["trigger"] for r in record["rollbacks"]] == ["critical-failure"]
     assert [(c["after"], c["equal"]) for c in record["state_checks"]] == [("rollback 1", True)]
     assert differences(before, fingerprint()) == []

@@ -161,6 +161,8 @@ def test_a_critical_failure_stops_and_rolls_back(
     decision = record.decisions[-1]
     assert (decision.kind, decision.phase) == ("rollback", "execute")
     assert "critical" in decision.reason
+    # The failure itself is quoted, so the record says why without the artifacts.
+    assert "localhost: broken on purpose" in decision.reason
     data = _run_json(project.root, record.run_id)
     assert data["rollbacks"][0]["trigger"] == "critical-failure"  # type: ignore[index]
     assert data["rollbacks"][0]["ident"] != data["phases"][0]["ident"]  # type: ignore[index]
