@@ -191,3 +191,18 @@ def test_an_inventory_without_a_required_group_is_a_no_go(lab: Project, tmp_path
             "group cache",
         ): "cache: 0 hosts (add the group and its hosts to the inventory)"
     }
+
+
+@pytest.mark.usefixtures("keep_current_run")
+def test_a_manifest_file_that_is_not_there_is_named_before_the_run_opens(lab: Project) -> None:
+    run_id = f"preflight-manifest-{uuid.uuid4().hex[:6]}"
+    result = run_playbook_cli(
+        lab,
+        "playbooks/preflight.yml",
+        "--extra-vars",
+        json.dumps({"mw_run_id": run_id, "mw_rename_manifest_file": "/nowhere/manifest.yml"}),
+    )
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert "The rename manifest /nowhere/manifest.yml (mw_rename_manifest_file)" in result.stdout
+    assert "Point mw_rename_manifest_file at the YAML file" in result.stdout
+    assert not (REPO / ".runs" / run_id).exists()
