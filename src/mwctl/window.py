@@ -72,6 +72,8 @@ _FINAL = {
     "rolled-back-with-differences",
     "rollback-failed",
 }
+# The playbook mwctl sends its own notifications with (progress, decisions).
+NOTIFY_PLAYBOOK = "playbooks/notify.yml"
 # How much of a failed task's message a decision's reason quotes.
 _REASON_CHARS = 400
 # The state the window starts from, captured in the run directory just before its first
@@ -669,8 +671,16 @@ def _on_overrun(context: _Context, record: RunRecord, watch: _Watch, elapsed: fl
         )
         record.decide("rollback-and-reschedule", f"{over}; {why}", phase.name)
         watch.cancel = True
-    context.progress.note(f"decision: {record.decisions[-1].kind}: {record.decisions[-1].reason}")
+    decision = record.decisions[-1]
+    context.progress.note(f"decision: {decision.kind}: {decision.reason}")
     record.write(context.run_dir)
+    _notify_decision(
+        context,
+        decision,
+        "warning" if decision.kind == "extend" else "critical",
+        # Stopped before any change, with no rollback to close the window.
+        closes_window=decision.kind == "reschedule",
+    )
 
 
 def _poll(context: _Context, record: RunRecord, watch: _Watch) -> bool:
@@ -678,13 +688,70 @@ def _poll(context: _Context, record: RunRecord, watch: _Watch) -> bool:
     elapsed = now - watch.started
     if now - watch.last_update >= context.policy.progress_interval_seconds:
         watch.last_update = now
-        context.progress.note(
-            f"progress: {watch.phase.name} running for {elapsed / 60:.0f} of "
+        text = (
+            f"{watch.phase.name} running for {elapsed / 60:.0f} of "
             f"{watch.phase.budget_seconds / 60:.0f} min; {watch.done_fraction:.0%} of the work done"
         )
+        context.progress.note(f"progress: {text}")
+        _notify(context, "progress", f"Progress: {text}", phase=watch.phase.name, status="running")
     if not watch.decided and elapsed > watch.phase.budget_seconds:
         _on_overrun(context, record, watch, elapsed)
     return watch.cancel
+
+
+def _notify(  # noqa: PLR0913 - the notification's fields, spelled out
+    context: _Context,
+    event: str,
+    message: str,
+    *,
+    phase: str,
+    status: str,
+    closes_window: bool = False,
+) -> None:
+    """Send one notification through the notify role's channels; a failure only warns.
+
+    The window goes on whatever happens to a notification, as the phase playbooks' own
+    notifications do: the run's records keep the decision either way.
+    """
+    if not (context.project.root / NOTIFY_PLAYBOOK).is_file():
+        log.warning("no %s in this checkout: not notified: %s", NOTIFY_PLAYBOOK, message)
+        return
+    try:
+        result = run_playbook(
+            context.project,
+            NOTIFY_PLAYBOOK,
+            private_dir=context.run_dir / "runner",
+            inventory=context.inventory,
+            extravars={
+                **context.extravars,
+                "notify_event": event,
+                "notify_phase": phase,
+                "notify_status": status,
+                "notify_message": message,
+                "notify_closes_window": closes_window,
+            },
+            check=context.check,
+            quiet=True,
+        )
+    except MwctlError as error:
+        log.warning("not notified (%s): %s", error, message)
+        return
+    if not result.succeeded:
+        log.warning("not notified (%s, rc %s): %s", result.status, result.rc, message)
+
+
+def _notify_decision(
+    context: _Context, decision: Decision, status: str = "partial", *, closes_window: bool = False
+) -> None:
+    """Tell the channels about a decision the rules took, and why."""
+    _notify(
+        context,
+        "issue",
+        f"Decision {decision.kind}: {decision.reason}",
+        phase=decision.phase or "",
+        status=status,
+        closes_window=closes_window,
+    )
 
 
 def _show(progress: Progress, event: dict[str, Any]) -> bool:
@@ -794,7 +861,9 @@ def _stop_on_failure(
             )
             for item in result.failed_items
         )
-        record.decide("continue", f"{reason}; listed as follow-up work", phase.name)
+        _notify_decision(
+            context, record.decide("continue", f"{reason}; listed as follow-up work", phase.name)
+        )
         return False
     if kind == NO_GO:
         record.decide("no-go", f"{reason}; nothing was changed: reschedule", phase.name)
@@ -806,8 +875,12 @@ def _stop_on_failure(
         record.decide("stop", f"{reason}; no rollback playbook is configured", phase.name)
         record.outcome = "failed"
     else:
-        record.decide("rollback", reason, phase.name)
+        _notify_decision(context, record.decide("rollback", reason, phase.name), "critical")
         _roll_back(context, record, trigger="critical-failure", reason=reason)
+        return True
+    # The window ends here without a rollback: the notification closes it (monitoring
+    # metric back to 0, silence removed), as the completion would have.
+    _notify_decision(context, record.decisions[-1], "failed", closes_window=True)
     return True
 
 
@@ -992,12 +1065,13 @@ def _prove_rollback(context: _Context, record: RunRecord, attempt: int) -> None:
     if check.equal:
         record.decide("restored-exactly", "the state equals the pre-window state")
     elif check.equal is False:
-        record.decide(
+        decision = record.decide(
             "restored-with-differences",
             f"{len(check.differences)} differences from the pre-window state: "
             + "; ".join(check.differences[:10]),
         )
         record.outcome = "rolled-back-with-differences"
+        _notify_decision(context, decision, "critical")
     else:
         record.decide("unproven", f"the state after the rollback was not compared: {check.error}")
     record.write(context.run_dir)

@@ -15,9 +15,11 @@ Runs after test_window_killed_in_execution.py, on the lab that test rolled back.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from mwctl.project import Project
 from tests.integration.lab_state import differences, fingerprint, podman_exec
@@ -32,6 +34,12 @@ from tests.integration.window_runs import (
 )
 
 LOCK_RECORD = "/var/lib/maintenance-window/protocol.lock"
+
+
+def notifications(project: Project, run_id: str) -> list[dict[str, Any]]:
+    """The run's notification log, as the notify role writes it."""
+    log = project.runs_dir / run_id / "notifications.jsonl"
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line]
 
 
 def finish(window: subprocess.Popen[str]) -> int:
@@ -66,6 +74,11 @@ def test_a_critical_failure_in_phase_1_rolls_back_by_itself(lab: Project) -> Non
     # Why, from the failed task: the no-go of the final check, naming the host.
     assert "NO-GO: proto1" in decision["reason"], decision
     assert [r["trigger"] for r in record["rollbacks"]] == ["critical-failure"]
+    # Told through the notify role's channels, with the same reason, before the rollback.
+    assert any(
+        n["event"] == "issue" and n["message"] == f"Decision rollback: {decision['reason']}"
+        for n in notifications(lab, run_id)
+    ), notifications(lab, run_id)
     assert [(c["after"], c["equal"]) for c in record["state_checks"]] == [("rollback 1", True)]
     assert differences(before, fingerprint()) == []
     # The file the rollback replaced is kept beside the run's backup.
@@ -102,5 +115,9 @@ def test_an_overrun_with_little_work_done_rolls_back(lab: Project, tmp_path: Pat
     assert "80%" in decision["reason"]
     assert [p["name"] for p in record["phases"]][-1] == "validate"
     assert [r["trigger"] for r in record["rollbacks"]] == ["overrun"]
+    assert any(
+        n["event"] == "issue" and n["message"].startswith("Decision rollback-and-reschedule:")
+        for n in notifications(lab, run_id)
+    ), notifications(lab, run_id)
     assert [(c["after"], c["equal"]) for c in record["state_checks"]] == [("rollback 1", True)]
     assert differences(before, fingerprint()) == []
